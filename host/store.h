@@ -1,0 +1,182 @@
+/*
+ * store — the storage seam of the broker's state.
+ *
+ * Nothing outside host/store* issues SQL.  This header speaks in records, not
+ * queries: the embedded back end (store_sqlite.c, state.db in WAL mode) and a
+ * later PostgreSQL back end implement the same functions.  The store never
+ * sees a plaintext secret: values arrive sealed by the vault (nonce +
+ * ciphertext) and leave the same way.
+ *
+ * Handles and threads: one struct store = one database connection.  A handle
+ * is used by one thread at a time (no internal locking); open one handle per
+ * worker thread.  Handles on the same state directory work concurrently:
+ * readers never block (WAL), writers serialize through BEGIN IMMEDIATE and
+ * wait up to STORE_BUSY_TIMEOUT_MS before failing with -EBUSY.
+ * Calls block on disk I/O: keep them off the event loop.
+ *
+ * Transactions: store_begin_read() / store_begin_write() ... store_commit(),
+ * or store_rollback() on any failure.  Record functions called outside an
+ * explicit transaction run in their own implicit one.
+ *
+ * Rows: functions that fill a struct store_secret allocate its hosts (and its
+ * ciphertext when STORE_WITH_CIPHERTEXT is asked for); release them with
+ * store_secret_clear().  Functions that take a const row only read it.
+ *
+ * Errors: 0 (or a count) / negative errno.  -ENOENT: no such row.  -EEXIST:
+ * a unique key is taken.  -EBUSY: locked past the busy timeout.  -EUCLEAN:
+ * the database or a row in it is malformed (every column read back is
+ * re-checked against the limits below).  -E2BIG: more rows than the caller's
+ * cap.  Others: -ENOMEM, -ENOSPC, -EACCES, -EIO.  store_errmsg() then says
+ * what failed; it names tables and columns, never row contents beyond ids.
+ *
+ * Schema: versioned with PRAGMA user_version; migrations run in order, each
+ * in the transaction that bumps the version, on every open.  A database newer
+ * than this build is refused.  The one migration list covers the whole of
+ * state.db: other modules append to it, never edit a released step.
+ */
+#ifndef MIOSA_STORE_H
+#define MIOSA_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host_pattern.h"
+#include "scope_walk.h"
+
+#define STORE_ID_MAX 256              /* tenant, scope and sandbox ids, bytes */
+#define STORE_NAME_MAX 128            /* secret names and env names, bytes */
+#define STORE_HOSTS_MAX 32            /* allowed host patterns per secret */
+#define STORE_PLACEHOLDER_LEN 42      /* "miosa-tok-" + 32 hex */
+#define STORE_NONCE_BYTES 24          /* XChaCha20-Poly1305 */
+#define STORE_CIPHERTEXT_MAX (16384 + 16)
+#define STORE_META_VALUE_MAX 256
+#define STORE_ERR_MAX 256
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_DB_NAME "state.db"
+
+struct store;
+
+/* Flags for the secret readers. */
+#define STORE_WITH_CIPHERTEXT 0x1u
+
+struct store_secret {
+	int64_t id;
+	char tenant_id[STORE_ID_MAX + 1];
+	enum scope_walk_scope scope;
+	char scope_id[STORE_ID_MAX + 1];
+	char name[STORE_NAME_MAX + 1];
+	char expose_as_env[STORE_NAME_MAX + 1];
+	bool allow_cleartext;
+	uint32_t version;
+	int64_t created_at_us; /* µs since the Unix epoch, UTC */
+	int64_t rotated_at_us; /* last value change; 0 = never replaced */
+	size_t n_hosts;
+	char (*hosts)[HOST_PATTERN_BUF]; /* normalized patterns; none = any host */
+	uint8_t nonce[STORE_NONCE_BYTES];
+	size_t ciphertext_len;
+	uint8_t *ciphertext;
+};
+
+struct store_binding {
+	int64_t id;
+	int64_t secret_id;
+	char sandbox_id[STORE_ID_MAX + 1];
+	char placeholder[STORE_PLACEHOLDER_LEN + 1];
+	int64_t created_at_us;
+};
+
+/*
+ * Open (creating if missing) state_dir (0700) and state_dir/state.db (0600),
+ * apply the connection settings and run pending migrations.  A state_dir or
+ * state.db that group or others can write, or a state.db they can read, is
+ * refused.  err receives the reason on failure.
+ */
+__attribute__((warn_unused_result))
+int store_open(const char *state_dir, struct store **ret_store, char *err, size_t err_size);
+void store_close(struct store *st); /* NULL is a no-op; rolls back an open transaction */
+const char *store_errmsg(const struct store *st);
+/* The schema version this build migrates to. */
+int store_schema_version(void);
+
+__attribute__((warn_unused_result)) int store_begin_read(struct store *st);
+__attribute__((warn_unused_result)) int store_begin_write(struct store *st);
+__attribute__((warn_unused_result)) int store_commit(struct store *st);
+/* Best effort and idempotent: nothing to do when no transaction is open. */
+void store_rollback(struct store *st);
+
+/* Small opaque key/value rows (vault key check).  get: value length. */
+__attribute__((warn_unused_result))
+int store_meta_get(struct store *st, const char *key, uint8_t *buf, size_t buf_size,
+		   size_t *ret_len);
+__attribute__((warn_unused_result))
+int store_meta_put(struct store *st, const char *key, const uint8_t *value, size_t len);
+
+/* Secrets, keyed by (tenant_id, scope, scope_id, name). */
+__attribute__((warn_unused_result))
+int store_secret_find(struct store *st, const char *tenant_id, enum scope_walk_scope scope,
+		      const char *scope_id, const char *name, unsigned flags,
+		      struct store_secret *ret_secret);
+__attribute__((warn_unused_result))
+int store_secret_find_env(struct store *st, const char *tenant_id, enum scope_walk_scope scope,
+			  const char *scope_id, const char *expose_as_env,
+			  struct store_secret *ret_secret);
+__attribute__((warn_unused_result))
+int store_secret_get(struct store *st, int64_t id, unsigned flags,
+		     struct store_secret *ret_secret);
+/* Number of secrets at one (tenant, scope, scope_id). */
+__attribute__((warn_unused_result))
+int store_secret_count(struct store *st, const char *tenant_id, enum scope_walk_scope scope,
+		       const char *scope_id, size_t *ret_count);
+/* Secrets at one (tenant, scope, scope_id), by name; -E2BIG past max. */
+__attribute__((warn_unused_result))
+int store_secret_list(struct store *st, const char *tenant_id, enum scope_walk_scope scope,
+		      const char *scope_id, size_t max,
+		      struct store_secret **ret_rows, size_t *ret_n);
+/*
+ * Every secret of the attribution's tenant whose (scope, scope_id) matches
+ * one of the attribution's ids (levels with no id are skipped): the input of
+ * scope_walk_resolve().  No ciphertext.  -E2BIG past max.
+ */
+__attribute__((warn_unused_result))
+int store_secret_candidates(struct store *st, const struct scope_walk_attribution *a,
+			    size_t max, struct store_secret **ret_rows, size_t *ret_n);
+/*
+ * Insert a new row (s->id is ignored) and return its id.  Ids are never
+ * reused, even after deletion, so a ciphertext bound to an id can never
+ * become valid for a later row.  -EEXIST if the name or the env name is taken
+ * at that (tenant, scope, scope_id).
+ */
+__attribute__((warn_unused_result))
+int store_secret_insert(struct store *st, const struct store_secret *s, int64_t *ret_id);
+/*
+ * Update the mutable columns of row s->id: expose_as_env, hosts,
+ * allow_cleartext, version, rotated_at_us, nonce, ciphertext.
+ */
+__attribute__((warn_unused_result))
+int store_secret_update(struct store *st, const struct store_secret *s);
+/* Delete one row and (cascading) its bindings. */
+__attribute__((warn_unused_result))
+int store_secret_delete(struct store *st, int64_t id);
+/* Delete every row at one (tenant, scope, scope_id); returns the count. */
+__attribute__((warn_unused_result))
+int store_secret_delete_scope(struct store *st, const char *tenant_id,
+			      enum scope_walk_scope scope, const char *scope_id);
+void store_secret_clear(struct store_secret *s);
+void store_secret_array_free(struct store_secret *rows, size_t n);
+
+/* Bindings: one (sandbox, secret) pair and its placeholder. */
+__attribute__((warn_unused_result))
+int store_binding_find(struct store *st, const char *sandbox_id, int64_t secret_id,
+		       struct store_binding *ret_binding);
+__attribute__((warn_unused_result))
+int store_binding_find_placeholder(struct store *st, const char *placeholder,
+				   struct store_binding *ret_binding);
+/* -EEXIST if the placeholder or the (sandbox, secret) pair is taken. */
+__attribute__((warn_unused_result))
+int store_binding_insert(struct store *st, const struct store_binding *b, int64_t *ret_id);
+/* Delete every binding of a sandbox; returns the count. */
+__attribute__((warn_unused_result))
+int store_binding_delete_sandbox(struct store *st, const char *sandbox_id);
+
+#endif
