@@ -316,7 +316,7 @@ int master_key_derive(const struct master_key *key, enum master_key_purpose purp
 	unsigned char *sub;
 
 	if (!key || !ret_subkey || purpose < MASTER_KEY_PURPOSE_SECRET_VALUES ||
-	    purpose > MASTER_KEY_PURPOSE_KEY_CHECK)
+	    purpose > MASTER_KEY_PURPOSE__LAST)
 		return -EINVAL;
 	sub = sodium_malloc(MASTER_KEY_SUBKEY_BYTES);
 	if (!sub)

@@ -37,6 +37,8 @@ enum master_key_purpose {
 	MASTER_KEY_PURPOSE_CA_KEYS = 2,       /* sandbox CA private keys */
 	MASTER_KEY_PURPOSE_OAUTH_TOKENS = 3,  /* OAuth access/refresh tokens */
 	MASTER_KEY_PURPOSE_KEY_CHECK = 4,     /* vault: "is this the right key for state.db" */
+	MASTER_KEY_PURPOSE_API_KEYS = 5,      /* tenancy: keyed BLAKE2b of control API keys */
+	MASTER_KEY_PURPOSE__LAST = MASTER_KEY_PURPOSE_API_KEYS /* keep equal to the last one */
 };
 
 struct master_key;

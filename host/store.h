@@ -43,6 +43,7 @@
 
 #include "host_pattern.h"
 #include "scope_walk.h"
+#include "tenancy_types.h"
 
 #define STORE_ID_MAX 256              /* tenant, scope and sandbox ids, bytes */
 #define STORE_NAME_MAX 128            /* secret names and env names, bytes */
@@ -178,5 +179,68 @@ int store_binding_insert(struct store *st, const struct store_binding *b, int64_
 /* Delete every binding of a sandbox; returns the count. */
 __attribute__((warn_unused_result))
 int store_binding_delete_sandbox(struct store *st, const char *sandbox_id);
+
+/*
+ * Tenancy rows (tenancy_types.h): tenants, sandboxes, API keys.  Readers
+ * re-check every column against the limits of tenancy_types.h (-EUCLEAN).
+ * Unset optional strings are stored as NULL and read back as "".
+ */
+
+/* -EEXIST if the id is taken. */
+__attribute__((warn_unused_result))
+int store_tenant_insert(struct store *st, const struct tenancy_tenant *t);
+__attribute__((warn_unused_result))
+int store_tenant_get(struct store *st, const char *id, struct tenancy_tenant *ret_tenant);
+/* Every tenant, by id; -E2BIG past max.  Free *ret_rows with free(). */
+__attribute__((warn_unused_result))
+int store_tenant_list(struct store *st, size_t max, struct tenancy_tenant **ret_rows,
+		      size_t *ret_n);
+__attribute__((warn_unused_result))
+int store_tenant_count(struct store *st, size_t *ret_count);
+/* -ENOENT if there is no such tenant. */
+__attribute__((warn_unused_result))
+int store_tenant_set_end_user_credentials(struct store *st, const char *id, bool allow);
+
+/* -EEXIST if the id or the transport (UDS path, CID) is taken; -ENOENT if
+ * the tenant does not exist. */
+__attribute__((warn_unused_result))
+int store_sandbox_insert(struct store *st, const struct tenancy_sandbox *s);
+__attribute__((warn_unused_result))
+int store_sandbox_get(struct store *st, const char *id, struct tenancy_sandbox *ret_sandbox);
+/* Matching sandboxes, oldest first; -E2BIG past max.  Free with free(). */
+__attribute__((warn_unused_result))
+int store_sandbox_list(struct store *st, const struct tenancy_sandbox_filter *filter,
+		       size_t max, struct tenancy_sandbox **ret_rows, size_t *ret_n);
+__attribute__((warn_unused_result))
+int store_sandbox_count(struct store *st, const char *tenant_id, size_t *ret_count);
+/* -ENOENT if there is no such sandbox. */
+__attribute__((warn_unused_result))
+int store_sandbox_delete(struct store *st, const char *id);
+
+/* hash: keyed BLAKE2b of the full key.  -EEXIST if id or hash is taken;
+ * -ENOENT if the tenant does not exist. */
+__attribute__((warn_unused_result))
+int store_api_key_insert(struct store *st, const struct tenancy_api_key *k,
+			 const uint8_t hash[TENANCY_API_KEY_HASH_BYTES]);
+__attribute__((warn_unused_result))
+int store_api_key_get(struct store *st, const char *id, struct tenancy_api_key *ret_key);
+/* Indexed lookup by hash; ret_hash receives the stored hash for the
+ * caller's constant-time comparison. */
+__attribute__((warn_unused_result))
+int store_api_key_find_hash(struct store *st, const uint8_t hash[TENANCY_API_KEY_HASH_BYTES],
+			    struct tenancy_api_key *ret_key,
+			    uint8_t ret_hash[TENANCY_API_KEY_HASH_BYTES]);
+/* A tenant's keys, oldest first; -E2BIG past max.  Free with free(). */
+__attribute__((warn_unused_result))
+int store_api_key_list(struct store *st, const char *tenant_id, size_t max,
+		       struct tenancy_api_key **ret_rows, size_t *ret_n);
+__attribute__((warn_unused_result))
+int store_api_key_count(struct store *st, const char *tenant_id, size_t *ret_count);
+/* Set last_used_at_us; -ENOENT if there is no such key. */
+__attribute__((warn_unused_result))
+int store_api_key_touch(struct store *st, const char *id, int64_t now_us);
+/* Set revoked_at_us unless already revoked (then unchanged); -ENOENT. */
+__attribute__((warn_unused_result))
+int store_api_key_revoke(struct store *st, const char *id, int64_t now_us);
 
 #endif

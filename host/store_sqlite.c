@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cursor.h"
+#include "store_sqlite_internal.h"
 
 /* The candidate query spells the scopes as literals. */
 _Static_assert(SCOPE_WALK_SANDBOX == 0 && SCOPE_WALK_USER == 1 &&
@@ -71,6 +72,57 @@ static const char *const st_migrations[] = {
 	"CREATE UNIQUE INDEX vault_bindings_by_placeholder ON vault_bindings (placeholder);"
 	"CREATE UNIQUE INDEX vault_bindings_by_sandbox ON vault_bindings (sandbox_id, secret_id);"
 	"CREATE INDEX vault_bindings_by_secret ON vault_bindings (secret_id);",
+	/* 2: tenancy — tenants, sandboxes (attribution, transport), API keys
+	 * (keyed hashes only).  Unset optional columns are NULL.  IF NOT EXISTS:
+	 * re-running the step over its own tables (a user_version put back by
+	 * hand) must not brick the database. */
+	"CREATE TABLE IF NOT EXISTS tenancy_tenants ("
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64"
+	"    AND substr(id, 1, 1) GLOB '[a-z0-9]' AND id NOT GLOB '*[^a-z0-9_-]*'),"
+	"  name TEXT NOT NULL CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 256),"
+	"  created_at_us INTEGER NOT NULL,"
+	"  allow_end_user_credentials INTEGER NOT NULL DEFAULT 1"
+	"    CHECK (allow_end_user_credentials IN (0, 1))"
+	") STRICT;"
+	"CREATE TABLE IF NOT EXISTS tenancy_sandboxes ("
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 28 AND id GLOB 'sbx_*'"
+	"    AND substr(id, 5) NOT GLOB '*[^0-9a-f]*'),"
+	"  tenant_id TEXT NOT NULL REFERENCES tenancy_tenants (id),"
+	"  user_id TEXT CHECK (length(user_id) BETWEEN 1 AND 256),"
+	"  workspace_id TEXT CHECK (length(workspace_id) BETWEEN 1 AND 256),"
+	"  external_user_id TEXT CHECK (length(external_user_id) BETWEEN 1 AND 256),"
+	"  external_workspace_id TEXT CHECK (length(external_workspace_id) BETWEEN 1 AND 256),"
+	"  template TEXT CHECK (length(template) BETWEEN 1 AND 1024),"
+	"  transport_kind INTEGER NOT NULL CHECK (transport_kind BETWEEN 0 AND 2),"
+	"  transport_uds TEXT CHECK (length(transport_uds) BETWEEN 2 AND 96),"
+	"  transport_cid INTEGER CHECK (transport_cid BETWEEN 3 AND 4294967294),"
+	"  created_at_us INTEGER NOT NULL,"
+	"  CHECK ((transport_uds IS NOT NULL) = (transport_kind = 1)"
+	"    AND (transport_cid IS NOT NULL) = (transport_kind = 2))"
+	") STRICT;"
+	"CREATE INDEX IF NOT EXISTS tenancy_sandboxes_by_tenant"
+	"  ON tenancy_sandboxes (tenant_id, created_at_us);"
+	"CREATE INDEX IF NOT EXISTS tenancy_sandboxes_by_external_user"
+	"  ON tenancy_sandboxes (tenant_id, external_user_id);"
+	"CREATE INDEX IF NOT EXISTS tenancy_sandboxes_by_external_workspace"
+	"  ON tenancy_sandboxes (tenant_id, external_workspace_id);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS tenancy_sandboxes_by_uds"
+	"  ON tenancy_sandboxes (transport_uds) WHERE transport_uds IS NOT NULL;"
+	"CREATE UNIQUE INDEX IF NOT EXISTS tenancy_sandboxes_by_cid"
+	"  ON tenancy_sandboxes (transport_cid) WHERE transport_cid IS NOT NULL;"
+	"CREATE TABLE IF NOT EXISTS tenancy_api_keys ("
+	"  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 28 AND id GLOB 'key_*'"
+	"    AND substr(id, 5) NOT GLOB '*[^0-9a-f]*'),"
+	"  tenant_id TEXT NOT NULL REFERENCES tenancy_tenants (id),"
+	"  name TEXT NOT NULL CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 256),"
+	"  prefix TEXT NOT NULL CHECK (length(prefix) = 15 AND prefix GLOB 'msk_live_*'),"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  created_at_us INTEGER NOT NULL,"
+	"  last_used_at_us INTEGER NOT NULL DEFAULT 0,"
+	"  revoked_at_us INTEGER NOT NULL DEFAULT 0"
+	") STRICT;"
+	"CREATE UNIQUE INDEX IF NOT EXISTS tenancy_api_keys_by_hash ON tenancy_api_keys (hash);"
+	"CREATE INDEX IF NOT EXISTS tenancy_api_keys_by_tenant ON tenancy_api_keys (tenant_id, created_at_us);",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 
@@ -147,6 +199,7 @@ static const char *const st_sql[ST__COUNT] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[ST__COUNT];
+	sqlite3_stmt *extra[STORE_SQLITE_EXTRA_SLOTS]; /* store_sqlite_internal.h */
 	char err[STORE_ERR_MAX];
 };
 
@@ -183,15 +236,23 @@ static int st_errno(int rc)
 }
 
 /* Set the handle's message ("state.db: <what>") and return r. */
+__attribute__((format(printf, 3, 0)))
+static int st_vfailf(struct store *st, int r, const char *fmt, va_list ap)
+{
+	static const char prefix[] = "state.db: ";
+
+	memcpy(st->err, prefix, sizeof(prefix));
+	vsnprintf(st->err + sizeof(prefix) - 1, sizeof(st->err) - (sizeof(prefix) - 1), fmt, ap);
+	return r;
+}
+
 __attribute__((format(printf, 3, 4)))
 static int st_failf(struct store *st, int r, const char *fmt, ...)
 {
-	static const char prefix[] = "state.db: ";
 	va_list ap;
 
-	memcpy(st->err, prefix, sizeof(prefix));
 	va_start(ap, fmt);
-	vsnprintf(st->err + sizeof(prefix) - 1, sizeof(st->err) - (sizeof(prefix) - 1), fmt, ap);
+	r = st_vfailf(st, r, fmt, ap);
 	va_end(ap);
 	return r;
 }
@@ -485,6 +546,8 @@ void store_close(struct store *st)
 		store_rollback(st);
 	for (int i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(st->stmts[i]);
+	for (int i = 0; i < STORE_SQLITE_EXTRA_SLOTS; i++)
+		sqlite3_finalize(st->extra[i]);
 	/* The last connection to close checkpoints and removes the -wal file. */
 	sqlite3_close(st->db);
 	free(st);
@@ -1157,4 +1220,67 @@ int store_binding_delete_sandbox(struct store *st, const char *sandbox_id)
 out:
 	st_done(s);
 	return r;
+}
+
+/* ---- plumbing for the other files of this back end --------------------- */
+
+int store_sqlite_stmt(struct store *st, unsigned slot, const char *sql, sqlite3_stmt **ret_stmt)
+{
+	int rc;
+
+	if (slot >= STORE_SQLITE_EXTRA_SLOTS)
+		return st_failf(st, -EINVAL, "statement slot %u out of range", slot);
+	if (!st->extra[slot]) {
+		rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+					&st->extra[slot], NULL);
+		if (rc != SQLITE_OK)
+			return st_fail(st, rc, "prepare statement");
+	}
+	*ret_stmt = st->extra[slot];
+	return 0;
+}
+
+void store_sqlite_done(sqlite3_stmt *s)
+{
+	st_done(s);
+}
+
+int store_sqlite_step(struct store *st, sqlite3_stmt *s, const char *what)
+{
+	return st_step(st, s, what);
+}
+
+int store_sqlite_run(struct store *st, sqlite3_stmt *s, const char *what)
+{
+	return st_run(st, s, what);
+}
+
+int store_sqlite_fail(struct store *st, int rc, const char *what)
+{
+	return st_fail(st, rc, what);
+}
+
+int store_sqlite_failf(struct store *st, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	r = st_vfailf(st, r, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int store_sqlite_col_text(sqlite3_stmt *s, int col, char *buf, size_t size)
+{
+	return st_col_text(s, col, buf, size);
+}
+
+int64_t store_sqlite_limit(size_t max)
+{
+	return st_limit(max);
+}
+
+int store_sqlite_changes(struct store *st)
+{
+	return sqlite3_changes(st->db);
 }

@@ -1,0 +1,90 @@
+/*
+ * control_api — the control API's routes and handlers (docs/api.md), as a
+ * pure function from one complete request to one response.  No sockets and
+ * no event loop here: control_server.c parses HTTP, collects the body and
+ * calls control_api_handle() on a worker thread.
+ *
+ * Contract:
+ *   - control_api_global_init() is called once per process before any other
+ *     call (it points jansson's allocator at one that wipes freed memory,
+ *     because request bodies carry secret values).
+ *   - A struct control_api is a per-thread context: it owns that thread's
+ *     store connections (vault, tenancy).  Open one per worker thread; never
+ *     share one between threads.  Every call may block on SQLite.
+ *   - control_api_handle() always produces a response (status + JSON body,
+ *     errors as {"error": CODE, "message": TEXT} per docs/api.md) and returns
+ *     0; it returns a negative errno only when it could not even build a
+ *     response (out of memory) — the server then answers a bare 500.
+ *   - The request body is borrowed and may hold secret values: the handler
+ *     never copies a value outside sodium_malloc'd memory and never puts one
+ *     in a response, log line or error message.
+ *   - Responses own their body (malloc'd); control_response_free() wipes
+ *     and releases it (the answer to an API key's creation holds the key).
+ */
+#ifndef MIOSA_CONTROL_API_H
+#define MIOSA_CONTROL_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master_key.h"
+
+#define CONTROL_API_MAX_BODY 65536u
+
+struct control_api;
+
+/* Who is calling: the Unix socket is the host admin; TCP carries a key. */
+enum control_caller_kind {
+	CONTROL_CALLER_ADMIN,   /* Unix control socket: every tenant, no key */
+	CONTROL_CALLER_TCP,     /* needs Authorization: Bearer msk_live_... */
+};
+
+struct control_request {
+	enum control_caller_kind caller;
+	const char *method;          /* NUL-terminated token, e.g. "GET" */
+	const char *path;            /* raw path (still percent-encoded), NUL-terminated */
+	const char *query;           /* raw query without '?', "" if none */
+	const char *content_type;    /* Content-Type value or NULL */
+	const char *bearer;          /* token after "Bearer " or NULL */
+	const uint8_t *body;         /* may be NULL when body_len == 0 */
+	size_t body_len;             /* <= CONTROL_API_MAX_BODY (server enforces: 413) */
+	bool has_body;               /* Content-Length present (even 0) */
+};
+
+#define CONTROL_API_DETAIL_MAX 256
+
+struct control_response {
+	int status;
+	char *body;                  /* JSON text, malloc'd, NUL-terminated; NULL for 204 */
+	size_t body_len;
+	char allow[64];              /* 405: methods the route accepts, else "" */
+	/* 500: what failed, for the server's log line (the client only reads
+	 * "internal error"); never holds a secret value.  Else "". */
+	char detail[CONTROL_API_DETAIL_MAX];
+};
+
+__attribute__((warn_unused_result))
+int control_api_global_init(void);
+
+/* Open the per-thread context on state_dir with the process' master key. */
+__attribute__((warn_unused_result))
+int control_api_open(const char *state_dir, const struct master_key *key,
+		     struct control_api **ret_api, char *err, size_t err_size);
+void control_api_close(struct control_api *api);
+
+/* First start: make sure tenant "default" exists.  0 or -errno. */
+__attribute__((warn_unused_result))
+int control_api_bootstrap(struct control_api *api, char *err, size_t err_size);
+
+__attribute__((warn_unused_result))
+int control_api_handle(struct control_api *api, const struct control_request *req,
+		       struct control_response *ret_resp);
+void control_response_free(struct control_response *resp);
+
+/* An error response built outside the handlers (e.g. 400 from the codec). */
+__attribute__((warn_unused_result))
+int control_response_error(int status, const char *code, const char *message,
+			   struct control_response *ret_resp);
+
+#endif

@@ -1,0 +1,1528 @@
+/*
+ * miosactl — the command-line client of the broker's control API
+ * (docs/api.md, docs/cli.md).
+ *
+ * One request per command over the Unix control socket (host admin) or a
+ * TCP listener with an API key.  Human output is aligned tables and
+ * "key: value" views; --json prints the API's JSON (indented, keys sorted).
+ *
+ * Secret values: read by ctl_value (stdin or --value-file, never argv),
+ * put into a JSON request body whose every allocation is wiped when freed
+ * (cl_wipe_malloc below is jansson's allocator for the whole process), and
+ * never printed: the API never returns them, so no output path can.
+ *
+ * Exit status: 0 success, 1 API/connection/input error, 2 usage error.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_client.h"
+#include "ctl_output.h"
+#include "ctl_value.h"
+
+#ifndef MIOSA_VERSION
+#define MIOSA_VERSION "0.0.0"
+#endif
+
+#define CL_EXIT_OK 0
+#define CL_EXIT_FAIL 1
+#define CL_EXIT_USAGE 2
+/* parse_args(): --help was printed, the command is done. */
+#define CL_HELP_DONE (-1)
+
+#define CL_DEFAULT_SOCKET "/var/lib/miosa/control.sock"
+#define CL_DEFAULT_TENANT "default"
+#define CL_HOSTS_MAX 64
+#define CL_MAX_POS 4
+
+/* Global options and where to talk to. */
+struct cl {
+	struct ctl_endpoint ep;
+	const char *api_key;      /* MIOSA_API_KEY; sent over TCP only */
+	const char *tenant;       /* MIOSA_TENANT or "default": for routes naming one */
+	const char *tenant_env;   /* MIOSA_TENANT or NULL: sandbox create/ls send no
+				   * tenant_id without it (the broker's default) */
+	bool json;
+	int timeout_ms;
+};
+
+struct cl_command {
+	const char *group;
+	const char *verb;
+	int (*run)(struct cl *c, const struct cl_command *cmd, int argc, char **argv);
+	const char *usage;        /* after "miosactl " */
+	const char *help;         /* the rest of --help */
+	bool takes_value;         /* reads a secret value */
+};
+
+/* ------------------------------------------------------------------ */
+/* jansson allocator: request bodies hold secret values, so every block */
+/* jansson frees is wiped first.                                        */
+
+#define CL_WIPE_HDR 16 /* keeps malloc's alignment for what follows */
+
+static void *cl_wipe_malloc(size_t n)
+{
+	unsigned char *p;
+
+	if (n > SIZE_MAX - CL_WIPE_HDR)
+		return NULL;
+	p = malloc(n + CL_WIPE_HDR);
+	if (!p)
+		return NULL;
+	memcpy(p, &n, sizeof(n));
+	return p + CL_WIPE_HDR;
+}
+
+static void cl_wipe_free(void *ptr)
+{
+	unsigned char *p;
+	size_t n;
+
+	if (!ptr)
+		return;
+	p = (unsigned char *)ptr - CL_WIPE_HDR;
+	memcpy(&n, p, sizeof(n));
+	sodium_memzero(p, n + CL_WIPE_HDR);
+	free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+
+__attribute__((format(printf, 1, 2)))
+static int cl_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("miosactl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CL_EXIT_FAIL;
+}
+
+__attribute__((format(printf, 2, 3)))
+static int cl_usage_error(const struct cl_command *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "miosactl %s%s%s: ", cmd->group, *cmd->verb ? " " : "", cmd->verb);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nUsage: miosactl %s\nTry 'miosactl %s%s%s --help'.\n", cmd->usage,
+		cmd->group, *cmd->verb ? " " : "", cmd->verb);
+	return CL_EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Argument parsing                                                    */
+
+enum cl_opt_kind {
+	CL_OPT_STR,   /* --name VALUE, last one wins; out is const char ** */
+	CL_OPT_FLAG,  /* --name; out is bool * */
+	CL_OPT_LIST,  /* --name VALUE, repeatable; out is struct cl_strv * */
+};
+
+struct cl_strv {
+	const char *v[CL_HOSTS_MAX];
+	size_t n;
+};
+
+struct cl_opt {
+	const char *name;
+	enum cl_opt_kind kind;
+	void *out;
+};
+
+static const char *cl_value_hint(const struct cl_command *cmd)
+{
+	return cmd->takes_value ? " (the value is read from standard input or --value-file, never "
+				  "from the command line)"
+				: "";
+}
+
+static void cl_print_help(const struct cl_command *cmd)
+{
+	printf("Usage: miosactl %s\n\n%s", cmd->usage, cmd->help);
+}
+
+/* Every argument ends up in a JSON string or a path: it must be UTF-8. */
+static bool cl_is_utf8(const char *s)
+{
+	json_t *j = json_string(s);
+
+	json_decref(j);
+	return j != NULL;
+}
+
+static int cl_opt_store(const struct cl_command *cmd, const struct cl_opt *o, const char *arg)
+{
+	struct cl_strv *sv;
+
+	if (o->kind == CL_OPT_FLAG) {
+		*(bool *)o->out = true;
+		return 0;
+	}
+	if (!arg || !*arg)
+		return cl_usage_error(cmd, "--%s needs a non-empty value", o->name);
+	if (!cl_is_utf8(arg))
+		return cl_usage_error(cmd, "--%s: the value is not valid UTF-8", o->name);
+	if (o->kind == CL_OPT_STR) {
+		*(const char **)o->out = arg;
+		return 0;
+	}
+	sv = o->out;
+	if (sv->n >= CL_HOSTS_MAX)
+		return cl_usage_error(cmd, "--%s given more than %d times", o->name, CL_HOSTS_MAX);
+	sv->v[sv->n++] = arg;
+	return 0;
+}
+
+/*
+ * Long options must be spelled out: GNU getopt would take "--value=X" as an
+ * abbreviation of --value-file and then quote X in an error, and X is what a
+ * user who means to pass a secret value would type.  Unknown names are
+ * reported without what follows '='.
+ */
+static int cl_check_option_names(const struct cl_command *cmd, int argc, char **argv,
+				 const struct option *lo)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		size_t n = strcspn(a, "=");
+		const struct option *o;
+
+		if (strcmp(a, "--") == 0)
+			return 0;
+		if (strncmp(a, "--", 2) != 0)
+			continue;
+		for (o = lo; o->name; o++)
+			if (strlen(o->name) == n - 2 && strncmp(a + 2, o->name, n - 2) == 0)
+				break;
+		if (!o->name)
+			return cl_usage_error(cmd, "unknown option %.*s%s", (int)n, a,
+					      cl_value_hint(cmd));
+		if (o->has_arg == required_argument && a[n] != '=')
+			i++; /* its value, whatever it looks like */
+	}
+	return 0;
+}
+
+/*
+ * Parse argv[1..argc) of a command (argv[0] is the verb): its options (plus
+ * --json and --help, allowed anywhere), then between min_pos and max_pos
+ * positional arguments into pos[].  Options may follow positionals; "--"
+ * ends the options.  Returns 0, CL_HELP_DONE or CL_EXIT_USAGE.
+ */
+static int cl_parse_args(struct cl *c, const struct cl_command *cmd, int argc, char **argv,
+			 const struct cl_opt *opts, const char **pos, int min_pos, int max_pos,
+			 int *ret_npos)
+{
+	struct option lo[24];
+	size_t n_opts = 0;
+	int n, r, npos;
+
+	for (; opts && opts[n_opts].name; n_opts++) {
+		assert(n_opts + 3 < sizeof(lo) / sizeof(lo[0]));
+		lo[n_opts] = (struct option){ opts[n_opts].name,
+					      opts[n_opts].kind == CL_OPT_FLAG ? no_argument
+									   : required_argument,
+					      NULL, 256 + (int)n_opts };
+	}
+	lo[n_opts] = (struct option){ "json", no_argument, NULL, 'j' };
+	lo[n_opts + 1] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[n_opts + 2] = (struct option){ NULL, 0, NULL, 0 };
+	if ((r = cl_check_option_names(cmd, argc, argv, lo)) != 0)
+		return r;
+	optind = 0; /* GNU: full re-initialisation for this argv */
+	opterr = 0;
+	while ((n = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (n == 'h') {
+			cl_print_help(cmd);
+			return CL_HELP_DONE;
+		}
+		if (n == 'j') {
+			c->json = true;
+			continue;
+		}
+		if (n == '?' || n == ':') {
+			/* optopt: 0 for an unknown long option, the option's
+			 * value when its argument is missing. */
+			if (optopt >= 256 && (size_t)(optopt - 256) < n_opts)
+				return cl_usage_error(cmd, "--%s needs a value",
+						      opts[optopt - 256].name);
+			if (optopt > 0 && optopt < 256)
+				return cl_usage_error(cmd, "unknown option -%c", optopt);
+			/* Not past '=': "--value=sk-..." must not echo the value. */
+			return cl_usage_error(cmd, "unknown option %.*s%s",
+					      (int)strcspn(argv[optind - 1], "="), argv[optind - 1],
+					      cl_value_hint(cmd));
+		}
+		if ((r = cl_opt_store(cmd, &opts[n - 256], optarg)) != 0)
+			return r;
+	}
+	npos = argc - optind;
+	if (npos < min_pos)
+		return cl_usage_error(cmd, "missing argument");
+	/* Not quoted: a secret value typed here by mistake is not echoed. */
+	if (npos > max_pos)
+		return cl_usage_error(cmd, "too many arguments%s", cl_value_hint(cmd));
+	for (int i = 0; i < npos; i++) {
+		if (!*argv[optind + i])
+			return cl_usage_error(cmd, "empty argument");
+		if (!cl_is_utf8(argv[optind + i]))
+			return cl_usage_error(cmd, "an argument is not valid UTF-8");
+		pos[i] = argv[optind + i];
+	}
+	if (ret_npos)
+		*ret_npos = npos;
+	return 0;
+}
+
+/* Strict decimal in [min, max]. */
+static bool cl_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+{
+	uint64_t v = 0;
+
+	if (!*s || strlen(s) > 10)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (v < min || v > max)
+		return false;
+	*ret = (uint32_t)v;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Talking to the API                                                  */
+
+static void cl_print_api_error(const struct cl *c, const struct ctl_response *resp)
+{
+	char code[128], msg[CTL_TEXT_MAX];
+	json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+	const char *jcode = json_string_value(json_object_get(j, "error"));
+	const char *jmsg = json_string_value(json_object_get(j, "message"));
+
+	if (jcode && jmsg) {
+		ctl_output_sanitize(jmsg, msg, sizeof(msg));
+		ctl_output_sanitize(jcode, code, sizeof(code));
+		fprintf(stderr, "miosactl: %s (%s, HTTP %d)\n", msg, code, resp->status);
+	} else {
+		fprintf(stderr, "miosactl: HTTP %d from %s without an error object\n", resp->status,
+			c->ep.display);
+	}
+	json_decref(j);
+}
+
+/*
+ * One API call.  body (may be NULL) is sent as compact JSON from wiped
+ * memory.  On 2xx *ret_json (if not NULL) is the parsed answer, NULL when
+ * there is none (204); *ret_status (if not NULL) the status.  Errors are
+ * printed here; returns an exit status.
+ */
+static int cl_call(struct cl *c, const char *method, const struct ctl_target *t, json_t *body,
+		   json_t **ret_json, int *ret_status)
+{
+	struct ctl_request req = { .method = method, .target = ctl_target_get(t) };
+	struct ctl_response resp = { 0 };
+	char err[CTL_ERR_MAX];
+	unsigned char *buf = NULL;
+	json_t *j = NULL;
+	json_error_t jerr;
+	size_t n = 0;
+	int r, ex = CL_EXIT_FAIL;
+
+	if (!req.target)
+		return cl_error("request path too long");
+	if (c->ep.transport == CTL_TRANSPORT_TCP)
+		req.bearer = c->api_key;
+	if (body) {
+		n = json_dumpb(body, NULL, 0, JSON_COMPACT);
+		if (n == 0 || !(buf = sodium_malloc(n)) ||
+		    json_dumpb(body, (char *)buf, n, JSON_COMPACT) != n) {
+			sodium_free(buf);
+			return cl_error("cannot encode the request body");
+		}
+		req.body = buf;
+		req.body_len = n;
+		req.has_body = true;
+	}
+	r = ctl_client_call(&c->ep, &req, c->timeout_ms, &resp, err, sizeof(err));
+	sodium_free(buf);
+	if (r < 0)
+		return cl_error("%s", err);
+	if (resp.status >= 400) {
+		cl_print_api_error(c, &resp);
+		goto out;
+	}
+	if (resp.status < 200 || resp.status > 299) {
+		cl_error("unexpected HTTP %d from %s", resp.status, c->ep.display);
+		goto out;
+	}
+	if (resp.body_len > 0) {
+		j = json_loadb(resp.body, resp.body_len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!j) {
+			char text[200];
+
+			ctl_output_sanitize(jerr.text, text, sizeof(text));
+			cl_error("invalid JSON in the answer from %s: %s", c->ep.display, text);
+			goto out;
+		}
+	}
+	if (ret_status)
+		*ret_status = resp.status;
+	if (ret_json)
+		*ret_json = j;
+	else
+		json_decref(j);
+	ex = CL_EXIT_OK;
+out:
+	ctl_response_free(&resp);
+	return ex;
+}
+
+/* cl_call() for answers that must be a JSON object. */
+static int cl_call_object(struct cl *c, const char *method, const struct ctl_target *t,
+			  json_t *body, json_t **ret_json, int *ret_status)
+{
+	json_t *j = NULL;
+	int ex = cl_call(c, method, t, body, &j, ret_status);
+
+	if (ex != CL_EXIT_OK)
+		return ex;
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return cl_error("answer from %s is not a JSON object", c->ep.display);
+	}
+	*ret_json = j;
+	return CL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+
+static int cl_print_json(const json_t *j)
+{
+	if (ctl_output_json(stdout, j) < 0)
+		return cl_error("cannot write to standard output");
+	return CL_EXIT_OK;
+}
+
+static int cl_print_table(const json_t *array, const struct ctl_column *cols, size_t ncols)
+{
+	if (ctl_output_table(stdout, array, cols, ncols) < 0)
+		return cl_error("cannot write to standard output");
+	return CL_EXIT_OK;
+}
+
+static int cl_print_view(const json_t *obj, const char *const *keys, bool onoff)
+{
+	if (ctl_output_view(stdout, obj, keys, onoff) < 0)
+		return cl_error("cannot write to standard output");
+	return CL_EXIT_OK;
+}
+
+/* The array under key in obj (the list answers), or an error. */
+static int cl_list_field(const struct cl *c, const json_t *obj, const char *key,
+			 const json_t **ret_array)
+{
+	const json_t *a = json_object_get(obj, key);
+
+	if (!json_is_array(a))
+		return cl_error("answer from %s has no \"%s\" list", c->ep.display, key);
+	*ret_array = a;
+	return CL_EXIT_OK;
+}
+
+/* Print a list answer: JSON as is, or a table of obj[key]. */
+static int cl_print_list(const struct cl *c, const json_t *obj, const char *key,
+			 const struct ctl_column *cols, size_t ncols)
+{
+	const json_t *a = NULL;
+	int ex;
+
+	if (c->json)
+		return cl_print_json(obj);
+	if ((ex = cl_list_field(c, obj, key, &a)) != CL_EXIT_OK)
+		return ex;
+	return cl_print_table(a, cols, ncols);
+}
+
+/* Print one object: JSON as is, or a view of keys. */
+static int cl_print_object(const struct cl *c, const json_t *obj, const char *const *keys)
+{
+	return c->json ? cl_print_json(obj) : cl_print_view(obj, keys, false);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared field sets                                                   */
+
+static const char *const cl_sandbox_keys[] = {
+	"id", "tenant_id", "user_id", "workspace_id", "external_user_id",
+	"external_workspace_id", "template", "transport", "created_at", NULL,
+};
+
+static const struct ctl_column cl_sandbox_cols[] = {
+	{ "ID", "id" },
+	{ "TENANT", "tenant_id" },
+	{ "USER", "user_id" },
+	{ "WORKSPACE", "workspace_id" },
+	{ "EXTERNAL_USER", "external_user_id" },
+	{ "EXTERNAL_WORKSPACE", "external_workspace_id" },
+	{ "TEMPLATE", "template" },
+	{ "TRANSPORT", "transport" },
+	{ "CREATED", "created_at" },
+};
+
+static const char *const cl_secret_keys[] = {
+	"result", "name", "expose_as_env", "placeholder", "scope", "scope_id", "version",
+	"hosts", "allow_cleartext", "created_at", "rotated_at", NULL,
+};
+
+static const struct ctl_column cl_binding_cols[] = {
+	{ "ENV", "expose_as_env" },
+	{ "PLACEHOLDER", "placeholder" },
+	{ "SCOPE", "scope" },
+	{ "SCOPE_ID", "scope_id" },
+	{ "NAME", "name" },
+	{ "VERSION", "version" },
+	{ "HOSTS", "hosts" },
+};
+
+static const struct ctl_column cl_secret_cols[] = {
+	{ "NAME", "name" },
+	{ "ENV", "expose_as_env" },
+	{ "SCOPE", "scope" },
+	{ "SCOPE_ID", "scope_id" },
+	{ "VERSION", "version" },
+	{ "HOSTS", "hosts" },
+	{ "ROTATED", "rotated_at" },
+};
+
+static const char *const cl_apikey_keys[] = {
+	"id", "tenant_id", "name", "prefix", "created_at", "last_used_at", "revoked_at", NULL,
+};
+
+static const struct ctl_column cl_apikey_cols[] = {
+	{ "ID", "id" },
+	{ "NAME", "name" },
+	{ "PREFIX", "prefix" },
+	{ "CREATED", "created_at" },
+	{ "LAST_USED", "last_used_at" },
+	{ "REVOKED", "revoked_at" },
+};
+
+static const char *const cl_tenant_keys[] = {
+	"id", "name", "created_at", "settings.allow_end_user_scoped_credentials", NULL,
+};
+
+static const struct ctl_column cl_tenant_cols[] = {
+	{ "ID", "id" },
+	{ "NAME", "name" },
+	{ "END_USER_CREDENTIALS", "settings.allow_end_user_scoped_credentials" },
+	{ "CREATED", "created_at" },
+};
+
+#define CL_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Set obj[key] = value when value is not NULL; false on allocation failure. */
+static bool cl_set_opt_str(json_t *obj, const char *key, const char *value)
+{
+	json_t *s;
+
+	if (!value)
+		return true;
+	s = json_string(value);
+	return s && json_object_set_new(obj, key, s) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* sandbox                                                             */
+
+static int cl_sandbox_create(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *tenant = NULL, *user = NULL, *ws = NULL, *ext_user = NULL, *ext_ws = NULL,
+		   *template = NULL, *uds = NULL, *cid_s = NULL;
+	const struct cl_opt opts[] = {
+		{ "tenant", CL_OPT_STR, &tenant },
+		{ "user-id", CL_OPT_STR, &user },
+		{ "workspace-id", CL_OPT_STR, &ws },
+		{ "external-user-id", CL_OPT_STR, &ext_user },
+		{ "external-workspace-id", CL_OPT_STR, &ext_ws },
+		{ "template", CL_OPT_STR, &template },
+		{ "vsock-uds", CL_OPT_STR, &uds },
+		{ "vsock-cid", CL_OPT_STR, &cid_s },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *body = NULL, *ans = NULL, *out = NULL;
+	const char *id;
+	uint32_t cid = 0;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (uds && cid_s)
+		return cl_usage_error(cmd, "--vsock-uds and --vsock-cid exclude each other");
+	if (!tenant)
+		tenant = c->tenant_env;
+	if (cid_s && !cl_parse_u32(cid_s, 0, UINT32_MAX, &cid))
+		return cl_usage_error(cmd, "--vsock-cid '%s' is not a number in 0..%u", cid_s,
+				      UINT32_MAX);
+	body = json_object();
+	if (!body || !cl_set_opt_str(body, "tenant_id", tenant) ||
+	    !cl_set_opt_str(body, "user_id", user) || !cl_set_opt_str(body, "workspace_id", ws) ||
+	    !cl_set_opt_str(body, "external_user_id", ext_user) ||
+	    !cl_set_opt_str(body, "external_workspace_id", ext_ws) ||
+	    !cl_set_opt_str(body, "template", template) ||
+	    !cl_set_opt_str(body, "vsock_uds", uds) ||
+	    (cid_s && json_object_set_new(body, "vsock_cid", json_integer(cid)) != 0)) {
+		ex = cl_error("out of memory");
+		goto out;
+	}
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	if ((ex = cl_call_object(c, "POST", &t, body, &ans, NULL)) != CL_EXIT_OK)
+		goto out;
+	id = json_string_value(json_object_get(ans, "id"));
+	if (!id) {
+		ex = cl_error("answer from %s has no sandbox id", c->ep.display);
+		goto out;
+	}
+	if (c->json) {
+		out = json_pack("{s:s}", "id", id);
+		ex = out ? cl_print_json(out) : cl_error("out of memory");
+	} else {
+		char safe[300];
+
+		ctl_output_sanitize(id, safe, sizeof(safe));
+		printf("%s\n", safe);
+	}
+out:
+	json_decref(out);
+	json_decref(ans);
+	json_decref(body);
+	return ex;
+}
+
+static int cl_sandbox_show(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *pos[1];
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	ctl_target_add_segment(&t, pos[0]);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_object(c, ans, cl_sandbox_keys);
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_sandbox_ls(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *tenant = NULL, *ext_user = NULL, *ext_ws = NULL;
+	const struct cl_opt opts[] = {
+		{ "tenant", CL_OPT_STR, &tenant },
+		{ "external-user-id", CL_OPT_STR, &ext_user },
+		{ "external-workspace-id", CL_OPT_STR, &ext_ws },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (!tenant)
+		tenant = c->tenant_env;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	if (tenant)
+		ctl_target_add_query(&t, "tenant_id", tenant);
+	if (ext_user)
+		ctl_target_add_query(&t, "external_user_id", ext_user);
+	if (ext_ws)
+		ctl_target_add_query(&t, "external_workspace_id", ext_ws);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_list(c, ans, "sandboxes", cl_sandbox_cols, CL_NCOLS(cl_sandbox_cols));
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_sandbox_rm(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *pos[1];
+	struct ctl_target t;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	ctl_target_add_segment(&t, pos[0]);
+	return cl_call(c, "DELETE", &t, NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* secrets                                                             */
+
+static const char *const cl_scopes[] = {
+	"sandbox", "user", "external_user", "external_workspace", "workspace", "tenant", NULL,
+};
+
+/* Where a secret (or a listing) lives: a sandbox, or (tenant, scope, scope_id). */
+struct cl_secret_where {
+	const char *sandbox;   /* sandbox scope; NULL for the others */
+	const char *tenant;
+	const char *scope;
+	const char *scope_id;
+	const char *name;      /* NULL for listings */
+};
+
+struct cl_scope_args {
+	const char *scope;
+	const char *scope_id;
+	const char *tenant;
+};
+
+/*
+ * The two forms: "SANDBOX [NAME]" (sandbox scope), or "--scope S
+ * --scope-id ID [--tenant T] [NAME]".  For scope tenant, --scope-id and
+ * --tenant default to each other (and to MIOSA_TENANT / "default").
+ */
+static int cl_secret_where(const struct cl *c, const struct cl_command *cmd,
+			   const struct cl_scope_args *a, const char **pos, int npos,
+			   bool want_name, struct cl_secret_where *ret)
+{
+	int need = want_name ? 1 : 0;
+	bool known = false;
+
+	memset(ret, 0, sizeof(*ret));
+	if (!a->scope) {
+		if (a->scope_id || a->tenant)
+			return cl_usage_error(cmd, "--scope-id and --tenant need --scope");
+		if (npos < need + 1)
+			return cl_usage_error(cmd, "missing argument");
+		if (npos > need + 1)
+			return cl_usage_error(cmd, "too many arguments%s", cl_value_hint(cmd));
+		ret->sandbox = pos[0];
+		ret->name = want_name ? pos[1] : NULL;
+		return 0;
+	}
+	for (size_t i = 0; cl_scopes[i]; i++)
+		known = known || strcmp(a->scope, cl_scopes[i]) == 0;
+	if (!known)
+		return cl_usage_error(cmd,
+				      "unknown scope '%s' (expected sandbox, user, external_user, external_workspace, workspace or tenant)",
+				      a->scope);
+	if (npos < need)
+		return cl_usage_error(cmd, "missing argument");
+	if (npos > need)
+		return cl_usage_error(cmd, "too many arguments%s", cl_value_hint(cmd));
+	ret->name = want_name ? pos[0] : NULL;
+	if (strcmp(a->scope, "sandbox") == 0) {
+		if (a->tenant)
+			return cl_usage_error(cmd, "--tenant does not apply to the sandbox scope");
+		if (!a->scope_id)
+			return cl_usage_error(cmd, "--scope sandbox needs --scope-id SANDBOX");
+		ret->sandbox = a->scope_id;
+		return 0;
+	}
+	ret->scope = a->scope;
+	ret->tenant = a->tenant;
+	ret->scope_id = a->scope_id;
+	if (strcmp(a->scope, "tenant") == 0) {
+		if (!ret->tenant)
+			ret->tenant = ret->scope_id ? ret->scope_id : c->tenant;
+		if (!ret->scope_id)
+			ret->scope_id = ret->tenant;
+		if (strcmp(ret->tenant, ret->scope_id) != 0)
+			return cl_usage_error(cmd, "--scope tenant: --scope-id must equal --tenant");
+		return 0;
+	}
+	if (!ret->scope_id)
+		return cl_usage_error(cmd, "--scope %s needs --scope-id ID", a->scope);
+	if (!ret->tenant)
+		ret->tenant = c->tenant;
+	return 0;
+}
+
+static void cl_secret_target(struct ctl_target *t, const struct cl_secret_where *w,
+			     const char *suffix)
+{
+	ctl_target_init(t);
+	if (w->sandbox) {
+		ctl_target_add(t, "/v1/sandboxes");
+		ctl_target_add_segment(t, w->sandbox);
+		ctl_target_add(t, "/secrets");
+	} else {
+		ctl_target_add(t, "/v1/tenants");
+		ctl_target_add_segment(t, w->tenant);
+		ctl_target_add(t, "/secrets");
+		ctl_target_add_segment(t, w->scope);
+		ctl_target_add_segment(t, w->scope_id);
+	}
+	if (w->name)
+		ctl_target_add_segment(t, w->name);
+	if (suffix)
+		ctl_target_add(t, suffix);
+}
+
+/* {"value": ...} with the value copied only into wiped jansson memory. */
+static json_t *cl_value_body(const struct ctl_value *v)
+{
+	json_t *body = json_object();
+	json_t *s = json_stringn((const char *)v->bytes, v->len);
+
+	if (!body || !s || json_object_set_new(body, "value", s) != 0) {
+		json_decref(body);
+		return NULL;
+	}
+	return body;
+}
+
+static int cl_print_secret(const struct cl *c, json_t *ans, const char *result)
+{
+	json_t *view;
+	int ex;
+
+	if (c->json)
+		return cl_print_json(ans);
+	view = json_deep_copy(ans);
+	if (!view || (result && json_object_set_new(view, "result", json_string(result)) != 0)) {
+		json_decref(view);
+		return cl_error("out of memory");
+	}
+	ex = cl_print_view(view, cl_secret_keys, false);
+	json_decref(view);
+	return ex;
+}
+
+static int cl_secrets_set(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_scope_args a = { 0 };
+	const char *env = NULL, *value_file = NULL, *pos[CL_MAX_POS];
+	struct cl_strv hosts = { .n = 0 };
+	bool cleartext = false;
+	const struct cl_opt opts[] = {
+		{ "scope", CL_OPT_STR, &a.scope },
+		{ "scope-id", CL_OPT_STR, &a.scope_id },
+		{ "tenant", CL_OPT_STR, &a.tenant },
+		{ "expose-as", CL_OPT_STR, &env },
+		{ "host", CL_OPT_LIST, &hosts },
+		{ "allow-cleartext", CL_OPT_FLAG, &cleartext },
+		{ "value-file", CL_OPT_STR, &value_file },
+		{ NULL, 0, NULL },
+	};
+	struct cl_secret_where w;
+	struct ctl_value value = { 0 };
+	struct ctl_target t;
+	char err[CTL_ERR_MAX];
+	json_t *body = NULL, *ans = NULL, *harr = NULL;
+	int ex, npos = 0, status = 0, r;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 0, CL_MAX_POS, &npos)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if ((ex = cl_secret_where(c, cmd, &a, pos, npos, true, &w)) != 0)
+		return ex;
+	if (!env)
+		return cl_usage_error(cmd, "--expose-as ENV is required");
+	if ((r = ctl_value_read(value_file, w.name, &value, err, sizeof(err))) < 0)
+		return cl_error("%s", err);
+	body = cl_value_body(&value);
+	ctl_value_free(&value);
+	if (!body || !cl_set_opt_str(body, "expose_as_env", env) ||
+	    json_object_set_new(body, "allow_cleartext", json_boolean(cleartext)) != 0)
+		goto oom;
+	if (hosts.n > 0) {
+		if (!(harr = json_array()) || json_object_set_new(body, "hosts", harr) != 0)
+			goto oom;
+		for (size_t i = 0; i < hosts.n; i++)
+			if (json_array_append_new(harr, json_string(hosts.v[i])) != 0)
+				goto oom;
+	}
+	cl_secret_target(&t, &w, NULL);
+	if ((ex = cl_call_object(c, "PUT", &t, body, &ans, &status)) == CL_EXIT_OK)
+		ex = cl_print_secret(c, ans, status == 201 ? "created" : "replaced");
+	json_decref(ans);
+	json_decref(body);
+	return ex;
+oom:
+	json_decref(body);
+	return cl_error("out of memory");
+}
+
+static int cl_secrets_ls(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_scope_args a = { 0 };
+	const char *pos[CL_MAX_POS];
+	const struct cl_opt opts[] = {
+		{ "scope", CL_OPT_STR, &a.scope },
+		{ "scope-id", CL_OPT_STR, &a.scope_id },
+		{ "tenant", CL_OPT_STR, &a.tenant },
+		{ NULL, 0, NULL },
+	};
+	struct cl_secret_where w;
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex, npos = 0;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 0, CL_MAX_POS, &npos)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if ((ex = cl_secret_where(c, cmd, &a, pos, npos, false, &w)) != 0)
+		return ex;
+	cl_secret_target(&t, &w, NULL);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) != CL_EXIT_OK)
+		return ex;
+	if (w.sandbox)
+		ex = cl_print_list(c, ans, "bindings", cl_binding_cols, CL_NCOLS(cl_binding_cols));
+	else
+		ex = cl_print_list(c, ans, "secrets", cl_secret_cols, CL_NCOLS(cl_secret_cols));
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_secrets_rotate(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_scope_args a = { 0 };
+	const char *value_file = NULL, *pos[CL_MAX_POS];
+	const struct cl_opt opts[] = {
+		{ "scope", CL_OPT_STR, &a.scope },
+		{ "scope-id", CL_OPT_STR, &a.scope_id },
+		{ "tenant", CL_OPT_STR, &a.tenant },
+		{ "value-file", CL_OPT_STR, &value_file },
+		{ NULL, 0, NULL },
+	};
+	struct cl_secret_where w;
+	struct ctl_value value = { 0 };
+	struct ctl_target t;
+	char err[CTL_ERR_MAX];
+	json_t *body, *ans = NULL;
+	int ex, npos = 0, r;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 0, CL_MAX_POS, &npos)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if ((ex = cl_secret_where(c, cmd, &a, pos, npos, true, &w)) != 0)
+		return ex;
+	if ((r = ctl_value_read(value_file, w.name, &value, err, sizeof(err))) < 0)
+		return cl_error("%s", err);
+	body = cl_value_body(&value);
+	ctl_value_free(&value);
+	if (!body)
+		return cl_error("out of memory");
+	cl_secret_target(&t, &w, "/rotate");
+	if ((ex = cl_call_object(c, "POST", &t, body, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_secret(c, ans, NULL);
+	json_decref(ans);
+	json_decref(body);
+	return ex;
+}
+
+static int cl_secrets_rm(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_scope_args a = { 0 };
+	const char *pos[CL_MAX_POS];
+	const struct cl_opt opts[] = {
+		{ "scope", CL_OPT_STR, &a.scope },
+		{ "scope-id", CL_OPT_STR, &a.scope_id },
+		{ "tenant", CL_OPT_STR, &a.tenant },
+		{ NULL, 0, NULL },
+	};
+	struct cl_secret_where w;
+	struct ctl_target t;
+	int ex, npos = 0;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 0, CL_MAX_POS, &npos)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if ((ex = cl_secret_where(c, cmd, &a, pos, npos, true, &w)) != 0)
+		return ex;
+	cl_secret_target(&t, &w, NULL);
+	return cl_call(c, "DELETE", &t, NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* apikey                                                              */
+
+static void cl_apikey_target(struct ctl_target *t, const char *tenant, const char *id)
+{
+	ctl_target_init(t);
+	ctl_target_add(t, "/v1/tenants");
+	ctl_target_add_segment(t, tenant);
+	ctl_target_add(t, "/apikeys");
+	if (id)
+		ctl_target_add_segment(t, id);
+}
+
+static int cl_apikey_create(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *tenant = NULL, *pos[1];
+	const struct cl_opt opts[] = {
+		{ "tenant", CL_OPT_STR, &tenant },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *body, *ans = NULL;
+	const char *key;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (!(body = json_pack("{s:s}", "name", pos[0])))
+		return cl_error("out of memory");
+	cl_apikey_target(&t, tenant ? tenant : c->tenant, NULL);
+	ex = cl_call_object(c, "POST", &t, body, &ans, NULL);
+	json_decref(body);
+	if (ex != CL_EXIT_OK)
+		return ex;
+	key = json_string_value(json_object_get(ans, "key"));
+	if (c->json) {
+		ex = cl_print_json(ans);
+	} else if (!key) {
+		ex = cl_error("answer from %s holds no key", c->ep.display);
+	} else {
+		char id[300], safe_key[CTL_ERR_MAX];
+
+		ctl_output_cell(json_object_get(ans, "id"), false, id, sizeof(id));
+		ctl_output_sanitize(key, safe_key, sizeof(safe_key));
+		printf("%s\n", safe_key);
+		fprintf(stderr,
+			"miosactl: created API key %s; the key above is shown only this once, store it now\n",
+			id);
+	}
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_apikey_ls(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *tenant = NULL;
+	const struct cl_opt opts[] = {
+		{ "tenant", CL_OPT_STR, &tenant },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	cl_apikey_target(&t, tenant ? tenant : c->tenant, NULL);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_list(c, ans, "apikeys", cl_apikey_cols, CL_NCOLS(cl_apikey_cols));
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_apikey_revoke(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *tenant = NULL, *pos[1];
+	const struct cl_opt opts[] = {
+		{ "tenant", CL_OPT_STR, &tenant },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	cl_apikey_target(&t, tenant ? tenant : c->tenant, pos[0]);
+	if ((ex = cl_call_object(c, "DELETE", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_object(c, ans, cl_apikey_keys);
+	json_decref(ans);
+	return ex;
+}
+
+/* ------------------------------------------------------------------ */
+/* tenant                                                              */
+
+static int cl_tenant_create(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *name = NULL, *pos[1];
+	const struct cl_opt opts[] = {
+		{ "name", CL_OPT_STR, &name },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *body, *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	body = json_pack("{s:s}", "id", pos[0]);
+	if (!body || !cl_set_opt_str(body, "name", name)) {
+		json_decref(body);
+		return cl_error("out of memory");
+	}
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/tenants");
+	ex = cl_call_object(c, "POST", &t, body, &ans, NULL);
+	json_decref(body);
+	if (ex == CL_EXIT_OK)
+		ex = cl_print_object(c, ans, cl_tenant_keys);
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_tenant_ls(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/tenants");
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_list(c, ans, "tenants", cl_tenant_cols, CL_NCOLS(cl_tenant_cols));
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_tenant_show(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *pos[1] = { NULL };
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex, npos = 0;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 0, 1, &npos)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/tenants");
+	ctl_target_add_segment(&t, npos ? pos[0] : c->tenant);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_object(c, ans, cl_tenant_keys);
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_tenant_settings(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	static const char *const keys[] = { "settings.allow_end_user_scoped_credentials", NULL };
+	const char *end_user = NULL, *pos[1] = { NULL };
+	const struct cl_opt opts[] = {
+		{ "allow-end-user-scoped-credentials", CL_OPT_STR, &end_user },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_target t;
+	json_t *body = NULL, *ans = NULL;
+	int ex, npos = 0;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 0, 1, &npos)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (end_user && strcmp(end_user, "on") != 0 && strcmp(end_user, "off") != 0)
+		return cl_usage_error(cmd, "--allow-end-user-scoped-credentials takes on or off, not '%s'",
+				      end_user);
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/tenants");
+	ctl_target_add_segment(&t, npos ? pos[0] : c->tenant);
+	if (end_user) {
+		ctl_target_add(&t, "/settings");
+		body = json_pack("{s:b}", "allow_end_user_scoped_credentials",
+				 strcmp(end_user, "on") == 0);
+		if (!body)
+			return cl_error("out of memory");
+	}
+	ex = cl_call_object(c, body ? "PATCH" : "GET", &t, body, &ans, NULL);
+	if (ex == CL_EXIT_OK)
+		ex = c->json ? cl_print_json(ans) : cl_print_view(ans, keys, true);
+	json_decref(ans);
+	json_decref(body);
+	return ex;
+}
+
+/* ------------------------------------------------------------------ */
+/* health                                                              */
+
+static int cl_health(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	static const char *const keys[] = { "status", "version", NULL };
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/health");
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_object(c, ans, keys);
+	json_decref(ans);
+	return ex;
+}
+
+/* ------------------------------------------------------------------ */
+/* The command table                                                   */
+
+#define CL_SCOPE_HELP \
+	"Scopes (the resolver walks them in this order, first match wins per env name):\n" \
+	"  sandbox (SANDBOX NAME form), user, external_user, external_workspace,\n" \
+	"  workspace, tenant.  --scope-id is the user/workspace/external id, or the\n" \
+	"  tenant id for --scope tenant (then --scope-id and --tenant default to each\n" \
+	"  other).  --tenant defaults to $MIOSA_TENANT, else \"default\"; over --url it\n" \
+	"  must be the API key's tenant.\n"
+
+#define CL_VALUE_HELP \
+	"The value is read from standard input (or --value-file FILE), never from the\n" \
+	"command line.  Exactly one trailing newline (\\n or \\r\\n) is removed; an empty\n" \
+	"value is refused; at most 16384 bytes of UTF-8.  On a terminal it is read as\n" \
+	"one line without echo.  The value is never printed, logged or written to a\n" \
+	"file by miosactl, and the API never returns it.\n"
+
+static const struct cl_command cl_commands[] = {
+	{ "sandbox", "create", cl_sandbox_create,
+	  "sandbox create [--tenant T] [--user-id U] [--workspace-id W] [--external-user-id U]\n"
+	  "                [--external-workspace-id W] [--template IMAGE]\n"
+	  "                [--vsock-uds PATH | --vsock-cid CID]",
+	  "Create a sandbox and print its id (--json: {\"id\": ...}).  The four\n"
+	  "attribution ids are immutable after creation; the scope walk uses them.\n\n"
+	  "  --tenant T                  owning tenant (default $MIOSA_TENANT, else the\n"
+	  "                              broker's: \"default\" on the Unix socket, the\n"
+	  "                              API key's tenant over --url)\n"
+	  "  --user-id U, --workspace-id W\n"
+	  "                              the platform's own user / workspace ids\n"
+	  "  --external-user-id U, --external-workspace-id W\n"
+	  "                              the end user / workspace ids of your product\n"
+	  "  --template IMAGE            VM image the sandbox is made from\n"
+	  "  --vsock-uds PATH            hybrid vsock: the broker listens on PATH_1024\n"
+	  "  --vsock-cid CID             kernel vhost-vsock guest CID\n" },
+	{ "sandbox", "show", cl_sandbox_show, "sandbox show SANDBOX",
+	  "Show one sandbox: tenant, attribution ids, template, transport, creation time.\n" },
+	{ "sandbox", "ls", cl_sandbox_ls,
+	  "sandbox ls [--tenant T] [--external-user-id U] [--external-workspace-id W]",
+	  "List sandboxes, optionally filtered (strict equality on every filter).\n"
+	  "--tenant defaults to $MIOSA_TENANT; without either, the Unix socket lists\n"
+	  "every tenant's sandboxes and --url the API key's tenant's.\n" },
+	{ "sandbox", "rm", cl_sandbox_rm, "sandbox rm SANDBOX",
+	  "Delete a sandbox with its sandbox-scope secrets and placeholders.  Prints\n"
+	  "nothing on success.\n" },
+
+	{ "secrets", "set", cl_secrets_set,
+	  "secrets set SANDBOX NAME --expose-as ENV [--host PATTERN]... [--allow-cleartext]\n"
+	  "                [--value-file FILE]\n"
+	  "       miosactl secrets set --scope SCOPE --scope-id ID [--tenant T] NAME --expose-as ENV\n"
+	  "                [--host PATTERN]... [--allow-cleartext] [--value-file FILE]",
+	  "Create or replace a secret; prints it (never its value) with \"result: created\"\n"
+	  "or \"replaced\" and, for the sandbox scope, the placeholder the guest sees.\n"
+	  "A replacement keeps every placeholder already issued.\n\n"
+	  "  --expose-as ENV        env variable the guest gets the placeholder in\n"
+	  "  --host PATTERN         swap only for requests to this host (exact or *.suffix);\n"
+	  "                         repeatable; none: any host\n"
+	  "  --allow-cleartext      also swap into plain-HTTP requests (off by default)\n"
+	  "  --value-file FILE      read the value from FILE instead of standard input\n\n"
+	  CL_VALUE_HELP "\n" CL_SCOPE_HELP, true },
+	{ "secrets", "ls", cl_secrets_ls,
+	  "secrets ls SANDBOX\n"
+	  "       miosactl secrets ls --scope SCOPE --scope-id ID [--tenant T]",
+	  "With SANDBOX: the sandbox's resolved bindings, one per env name, after the\n"
+	  "scope walk (ENV PLACEHOLDER SCOPE SCOPE_ID NAME VERSION HOSTS; SCOPE is the\n"
+	  "winning scope).  With --scope: the secrets stored at that one scope.\n"
+	  "HOSTS \"-\" means any host.\n\n" CL_SCOPE_HELP },
+	{ "secrets", "rotate", cl_secrets_rotate,
+	  "secrets rotate SANDBOX NAME [--value-file FILE]\n"
+	  "       miosactl secrets rotate --scope SCOPE --scope-id ID [--tenant T] NAME\n"
+	  "                [--value-file FILE]",
+	  "Give a secret a new value: the version goes up by one, every placeholder\n"
+	  "stays the same, and the next request carrying it gets the new value.\n\n"
+	  CL_VALUE_HELP "\n" CL_SCOPE_HELP, true },
+	{ "secrets", "rm", cl_secrets_rm,
+	  "secrets rm SANDBOX NAME\n"
+	  "       miosactl secrets rm --scope SCOPE --scope-id ID [--tenant T] NAME",
+	  "Delete a secret and every placeholder bound to it.  Prints nothing on\n"
+	  "success.\n\n" CL_SCOPE_HELP },
+
+	{ "apikey", "create", cl_apikey_create, "apikey create [--tenant T] NAME",
+	  "Create an API key for the TCP listener.  The key (msk_live_...) is printed\n"
+	  "on standard output this one time only (the broker keeps a hash); the note\n"
+	  "with its id goes to standard error.  --json prints the whole answer.\n"
+	  "--tenant defaults to $MIOSA_TENANT, else \"default\".\n" },
+	{ "apikey", "ls", cl_apikey_ls, "apikey ls [--tenant T]",
+	  "List a tenant's API keys (id, name, prefix, times; never the key).\n" },
+	{ "apikey", "revoke", cl_apikey_revoke, "apikey revoke [--tenant T] ID",
+	  "Revoke an API key: requests with it are refused (401) from now on.\n"
+	  "Revoking twice succeeds.\n" },
+
+	{ "tenant", "create", cl_tenant_create, "tenant create ID [--name NAME]",
+	  "Create a tenant (Unix socket only).  ID is [a-z0-9][a-z0-9_-]{0,63}.\n" },
+	{ "tenant", "ls", cl_tenant_ls, "tenant ls", "List every tenant (Unix socket only).\n" },
+	{ "tenant", "show", cl_tenant_show, "tenant show [TENANT]",
+	  "Show a tenant and its settings.  TENANT defaults to $MIOSA_TENANT, else\n"
+	  "\"default\".\n" },
+	{ "tenant", "settings", cl_tenant_settings,
+	  "tenant settings [TENANT] [--allow-end-user-scoped-credentials on|off]",
+	  "Show a tenant's settings, or change them.  With the setting off, secrets at\n"
+	  "scope external_user are refused (403 end_user_credentials_disabled).\n"
+	  "TENANT defaults to $MIOSA_TENANT, else \"default\".\n" },
+
+	{ "health", "", cl_health, "health",
+	  "Ask the broker whether it is up; prints its status and version.\n" },
+};
+
+#define CL_NCOMMANDS (sizeof(cl_commands) / sizeof(cl_commands[0]))
+
+/*
+ * A command's usage lines under prefix: the "miosactl " a second form
+ * starts with is replaced by prefix; continuation lines stay as they are.
+ */
+static void cl_print_usage_lines(FILE *f, const char *usage, const char *prefix)
+{
+	static const char second[] = "       miosactl ";
+	const char *line = usage;
+
+	while (*line) {
+		size_t n = strcspn(line, "\n");
+
+		if (line == usage)
+			fprintf(f, "%s%.*s\n", prefix, (int)n, line);
+		else if (strncmp(line, second, sizeof(second) - 1) == 0)
+			fprintf(f, "%s%.*s\n", prefix, (int)(n - (sizeof(second) - 1)),
+				line + sizeof(second) - 1);
+		else
+			fprintf(f, "%.*s\n", (int)n, line);
+		line += n;
+		if (*line == '\n')
+			line++;
+	}
+}
+
+static void cl_print_main_usage(FILE *f)
+{
+	fprintf(f, "Usage: miosactl [--socket PATH | --url URL] [--json] [--timeout SECONDS] COMMAND ...\n");
+}
+
+static void cl_print_main_help(void)
+{
+	cl_print_main_usage(stdout);
+	printf("\nControl a miosa broker through its control API (docs/api.md).\n\nCommands:\n");
+	for (size_t i = 0; i < CL_NCOMMANDS; i++)
+		cl_print_usage_lines(stdout, cl_commands[i].usage, "  ");
+	printf("\n"
+	       "Every command takes --help and --json.\n\n"
+	       "Global options:\n"
+	       "  --socket PATH      the broker's control socket (host admin, every tenant;\n"
+	       "                     default $MIOSA_SOCKET, else " CL_DEFAULT_SOCKET ")\n"
+	       "  --url URL          http://HOST:PORT of the broker's TCP listener (--listen);\n"
+	       "                     default $MIOSA_URL.  Needs MIOSA_API_KEY.  There is no TLS\n"
+	       "                     yet: the key crosses the network in clear, so use it on\n"
+	       "                     loopback or a network you trust\n"
+	       "  --json             print the API's JSON (indented, keys sorted) instead of\n"
+	       "                     tables\n"
+	       "  --timeout SECONDS  give up on the broker after this long (default 30)\n"
+	       "  --help, --version\n\n"
+	       "Environment:\n"
+	       "  MIOSA_SOCKET   control socket path (used when --socket/--url are not given)\n"
+	       "  MIOSA_URL      TCP listener URL (likewise; setting both is an error)\n"
+	       "  MIOSA_API_KEY  msk_live_... key, sent as \"Authorization: Bearer\" over --url\n"
+	       "                 only (never over the Unix socket, never printed)\n"
+	       "  MIOSA_TENANT   default for --tenant (else \"default\"; for sandbox create\n"
+	       "                 and ls, else the broker's choice)\n\n"
+	       "Secret values are read from standard input or --value-file, never from the\n"
+	       "command line.\n\n"
+	       "Exit status: 0 success; 1 error from the API, the connection, or the input\n"
+	       "(message on stderr: \"miosactl: MESSAGE (CODE, HTTP STATUS)\" for API errors);\n"
+	       "2 usage error.\n");
+}
+
+/* `miosactl GROUP` or `miosactl GROUP --help`: the group's commands. */
+static void cl_print_group(FILE *f, const char *group)
+{
+	fprintf(f, "Usage:\n");
+	for (size_t i = 0; i < CL_NCOMMANDS; i++)
+		if (strcmp(cl_commands[i].group, group) == 0)
+			cl_print_usage_lines(f, cl_commands[i].usage, "  miosactl ");
+	fprintf(f, "Try 'miosactl %s COMMAND --help'.\n", group);
+}
+
+static bool cl_is_group(const char *s)
+{
+	for (size_t i = 0; i < CL_NCOMMANDS; i++)
+		if (strcmp(cl_commands[i].group, s) == 0)
+			return true;
+	return false;
+}
+
+static const struct cl_command *cl_find(const char *group, const char *verb)
+{
+	for (size_t i = 0; i < CL_NCOMMANDS; i++)
+		if (strcmp(cl_commands[i].group, group) == 0 &&
+		    strcmp(cl_commands[i].verb, verb ? verb : "") == 0)
+			return &cl_commands[i];
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* main                                                                */
+
+static int cl_main_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int cl_main_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("miosactl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	cl_print_main_usage(stderr);
+	fputs("Try 'miosactl --help'.\n", stderr);
+	return CL_EXIT_USAGE;
+}
+
+static const char *cl_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+/* Where to connect: --socket/--url, else MIOSA_URL/MIOSA_SOCKET, else the default. */
+static int cl_pick_endpoint(struct cl *c, const char *socket_path, const char *url)
+{
+	const char *env_sock = cl_env("MIOSA_SOCKET"), *env_url = cl_env("MIOSA_URL");
+	char err[CTL_ERR_MAX];
+	int r;
+
+	if (socket_path && url)
+		return cl_main_usage_error("--socket and --url exclude each other");
+	if (!socket_path && !url) {
+		if (env_sock && env_url)
+			return cl_main_usage_error(
+				"MIOSA_SOCKET and MIOSA_URL are both set; unset one or pass --socket/--url");
+		url = env_url;
+		socket_path = env_url ? NULL : (env_sock ? env_sock : CL_DEFAULT_SOCKET);
+	}
+	r = url ? ctl_endpoint_url(url, &c->ep, err, sizeof(err))
+		: ctl_endpoint_unix(socket_path, &c->ep, err, sizeof(err));
+	if (r < 0)
+		return cl_main_usage_error("%s", err);
+	c->api_key = cl_env("MIOSA_API_KEY");
+	return 0;
+}
+
+/* Global options up to COMMAND.  Returns -1 to go on, else an exit status. */
+static int cl_parse_global(struct cl *c, int argc, char **argv, int *ret_next)
+{
+	static const struct option lo[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "url", required_argument, NULL, 'u' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *socket_path = NULL, *url = NULL;
+	uint32_t secs;
+	int n, r;
+
+	opterr = 0;
+	while ((n = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+		switch (n) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 'j':
+			c->json = true;
+			break;
+		case 't':
+			if (!cl_parse_u32(optarg, 1, 3600, &secs))
+				return cl_main_usage_error("--timeout '%s' is not 1..3600 seconds",
+							   optarg);
+			c->timeout_ms = (int)secs * 1000;
+			break;
+		case 'h':
+			cl_print_main_help();
+			return CL_EXIT_OK;
+		case 'V':
+			printf("miosactl %s\n", MIOSA_VERSION);
+			return CL_EXIT_OK;
+		default:
+			return cl_main_usage_error("unknown option or missing value: %s",
+						   argv[optind - 1]);
+		}
+	}
+	if ((r = cl_pick_endpoint(c, socket_path, url)) != 0)
+		return r;
+	*ret_next = optind;
+	return -1;
+}
+
+static int cl_finish(int ex)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "miosactl: cannot write to standard output: %s\n", strerror(errno));
+		return ex == CL_EXIT_OK ? CL_EXIT_FAIL : ex;
+	}
+	return ex;
+}
+
+int main(int argc, char **argv)
+{
+	struct cl c = { .timeout_ms = CTL_CLIENT_DEFAULT_TIMEOUT_MS };
+	const struct cl_command *cmd;
+	const char *group, *verb;
+	int next = 0, r, sub;
+
+	json_set_alloc_funcs(cl_wipe_malloc, cl_wipe_free);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "miosactl: libsodium failed to initialise\n");
+		return CL_EXIT_FAIL;
+	}
+	c.tenant_env = cl_env("MIOSA_TENANT");
+	c.tenant = c.tenant_env ? c.tenant_env : CL_DEFAULT_TENANT;
+	if ((r = cl_parse_global(&c, argc, argv, &next)) >= 0)
+		return cl_finish(r);
+	if (next >= argc)
+		return cl_main_usage_error("missing COMMAND");
+	group = argv[next];
+	if (strcmp(group, "help") == 0) {
+		cl_print_main_help();
+		return cl_finish(CL_EXIT_OK);
+	}
+	if (!cl_is_group(group))
+		return cl_main_usage_error("unknown command '%s'", group);
+	verb = next + 1 < argc ? argv[next + 1] : NULL;
+	cmd = cl_find(group, "");
+	if (cmd) {
+		sub = next; /* a command without a verb (health): argv[sub] is its name */
+	} else {
+		if (!verb || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
+			cl_print_group(verb ? stdout : stderr, group);
+			return cl_finish(verb ? CL_EXIT_OK : CL_EXIT_USAGE);
+		}
+		cmd = cl_find(group, verb);
+		if (!cmd) {
+			fprintf(stderr, "miosactl: unknown command '%s %s'\n", group, verb);
+			cl_print_group(stderr, group);
+			return CL_EXIT_USAGE;
+		}
+		sub = next + 1;
+	}
+	return cl_finish(cmd->run(&c, cmd, argc - sub, argv + sub));
+}

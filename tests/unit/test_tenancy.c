@@ -1,0 +1,637 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "store.h"
+#include "tenancy.h"
+#include "vault.h"
+
+/* ---- fixture ----------------------------------------------------------- */
+
+struct fixture {
+	char root[64];
+	char state_dir[PATH_MAX];
+	char key_path[PATH_MAX];
+	char db_path[PATH_MAX];
+	struct master_key *key;
+	struct tenancy *t;
+	struct vault *v;
+	char err[512];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	strcpy(f->root, "/tmp/miosa-tenancy-XXXXXX");
+	if (!mkdtemp(f->root))
+		return -1;
+	snprintf(f->key_path, sizeof(f->key_path), "%s/master.key", f->root);
+	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->root);
+	snprintf(f->db_path, sizeof(f->db_path), "%s/state/state.db", f->root);
+	if (master_key_load_or_create(f->key_path, &f->key, f->err, sizeof(f->err)) != 1 ||
+	    tenancy_open(f->state_dir, f->key, &f->t, f->err, sizeof(f->err)) != 0 ||
+	    vault_open(f->state_dir, f->key, &f->v, f->err, sizeof(f->err)) != 0 ||
+	    tenancy_tenant_create(f->t, "t1", "Tenant One", NULL) != 0 ||
+	    tenancy_tenant_create(f->t, "t2", NULL, NULL) != 0) {
+		fprintf(stderr, "setup: %s / %s\n", f->err, f->t ? tenancy_errmsg(f->t) : "");
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	tenancy_close(f->t);
+	vault_close(f->v);
+	master_key_free(f->key);
+	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+	tenancy_close(f->t);
+	f->t = NULL;
+	assert_int_equal(tenancy_open(f->state_dir, f->key, &f->t, f->err, sizeof(f->err)), 0);
+}
+
+static struct tenancy_sandbox_spec spec_for(const char *tenant)
+{
+	return (struct tenancy_sandbox_spec){ .tenant_id = tenant };
+}
+
+static void create_ok(struct fixture *f, const struct tenancy_sandbox_spec *spec,
+		      struct tenancy_sandbox *out)
+{
+	int r = tenancy_sandbox_create(f->t, spec, out);
+
+	if (r != 0)
+		fail_msg("create sandbox: %d %s", r, tenancy_errmsg(f->t));
+}
+
+/* Does the file at path contain needle anywhere (state.db and its WAL)? */
+static bool file_contains(const char *path, const void *needle, size_t len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long size;
+	bool found = false;
+
+	if (!fp)
+		return false;
+	fseek(fp, 0, SEEK_END);
+	size = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	buf = malloc((size_t)size + 1);
+	assert_non_null(buf);
+	if (fread(buf, 1, (size_t)size, fp) == (size_t)size)
+		found = memmem(buf, (size_t)size, needle, len) != NULL;
+	free(buf);
+	fclose(fp);
+	return found;
+}
+
+/* ---- tenants ------------------------------------------------------------- */
+
+static void test_tenant_ids_follow_the_documented_pattern(void **state)
+{
+	static const char *const good[] = { "a", "0", "acme", "acme-co_2", "a-", "a_",
+		"abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz01" };
+	static const char *const bad[] = { "", "-a", "_a", "Acme", "ac me", "ac.me", "a/b",
+		"abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz012", "é" };
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(tenancy_tenant_id_is_valid(good[i]));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_false(tenancy_tenant_id_is_valid(bad[i]));
+		assert_int_equal(tenancy_tenant_create(f->t, bad[i], NULL, NULL), -EINVAL);
+	}
+	assert_false(tenancy_tenant_id_is_valid(NULL));
+}
+
+static void test_new_tenant_defaults_name_to_id_and_allows_end_user_credentials(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_tenant t;
+
+	assert_int_equal(tenancy_tenant_get(f->t, "t2", &t), 0);
+	assert_string_equal(t.name, "t2");
+	assert_true(t.allow_end_user_scoped_credentials);
+	assert_true(t.created_at_us > 0);
+	assert_int_equal(tenancy_tenant_get(f->t, "t1", &t), 0);
+	assert_string_equal(t.name, "Tenant One");
+	assert_int_equal(tenancy_tenant_create(f->t, "t1", NULL, NULL), -EEXIST);
+	assert_non_null(strstr(tenancy_errmsg(f->t), "already exists"));
+	assert_int_equal(tenancy_tenant_get(f->t, "t9", &t), -ENOENT);
+}
+
+static void test_tenant_ensure_creates_once(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_tenant *rows = NULL;
+	size_t n = 0;
+
+	assert_int_equal(tenancy_tenant_ensure(f->t, "default", NULL), 1);
+	assert_int_equal(tenancy_tenant_ensure(f->t, "default", NULL), 0);
+	assert_int_equal(tenancy_tenant_list(f->t, &rows, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(rows[0].id, "default"); /* by id */
+	assert_string_equal(rows[1].id, "t1");
+	free(rows);
+}
+
+static void test_end_user_credentials_setting_toggles_and_persists(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_tenant t;
+
+	assert_int_equal(tenancy_tenant_set_end_user_credentials(f->t, "t1", false, &t), 0);
+	assert_false(t.allow_end_user_scoped_credentials);
+	reopen(f);
+	assert_int_equal(tenancy_tenant_get(f->t, "t1", &t), 0);
+	assert_false(t.allow_end_user_scoped_credentials);
+	assert_int_equal(tenancy_tenant_set_end_user_credentials(f->t, "t1", true, &t), 0);
+	assert_true(t.allow_end_user_scoped_credentials);
+	assert_int_equal(tenancy_tenant_set_end_user_credentials(f->t, "nope", true, &t), -ENOENT);
+}
+
+static void test_names_must_be_utf8_without_control_characters(void **state)
+{
+	struct fixture *f = *state;
+	char long_name[TENANCY_NAME_MAX + 2];
+
+	assert_true(tenancy_name_is_valid("Ünïcødé ✓ 🚀"));
+	assert_false(tenancy_name_is_valid("tab\there"));
+	assert_false(tenancy_name_is_valid("del\x7f"));
+	assert_false(tenancy_name_is_valid("c1\xc2\x85"));        /* NEL */
+	assert_false(tenancy_name_is_valid("bad\xff"));
+	assert_false(tenancy_name_is_valid("overlong\xc0\xaf"));
+	assert_false(tenancy_name_is_valid("surrogate\xed\xa0\x80"));
+	assert_false(tenancy_name_is_valid("truncated\xe2\x82"));
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_false(tenancy_name_is_valid(long_name));
+	long_name[TENANCY_NAME_MAX] = '\0';
+	assert_true(tenancy_name_is_valid(long_name));
+	assert_int_equal(tenancy_tenant_create(f->t, "t3", "bad\nname", NULL), -EINVAL);
+}
+
+/* ---- sandboxes ----------------------------------------------------------- */
+
+static void test_sandbox_ids_are_random_sbx_hex(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct tenancy_sandbox a, b;
+
+	create_ok(f, &spec, &a);
+	create_ok(f, &spec, &b);
+	assert_true(tenancy_sandbox_id_is_valid(a.id));
+	assert_true(tenancy_sandbox_id_is_valid(b.id));
+	assert_string_not_equal(a.id, b.id);
+	assert_int_equal(strncmp(a.id, "sbx_", 4), 0);
+	assert_int_equal(strlen(a.id), 28);
+	assert_false(tenancy_sandbox_id_is_valid("sbx_0123456789ABCDEF01234567"));
+	assert_false(tenancy_sandbox_id_is_valid("sbx_0123456789abcdef0123456"));
+	assert_false(tenancy_sandbox_id_is_valid("key_0123456789abcdef01234567"));
+}
+
+static void test_sandbox_keeps_its_attribution_and_transport(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = {
+		.tenant_id = "t1", .user_id = "u1", .workspace_id = "w1",
+		.external_user_id = "alice@example.com", .external_workspace_id = "team-a",
+		.template_name = "python 3.12", .transport = TENANCY_TRANSPORT_UDS,
+		.uds = "/run/miosa/vm1.sock",
+	};
+	struct tenancy_sandbox s, got;
+
+	create_ok(f, &spec, &s);
+	reopen(f);
+	assert_int_equal(tenancy_sandbox_get(f->t, "t1", s.id, &got), 0);
+	assert_string_equal(got.user_id, "u1");
+	assert_string_equal(got.workspace_id, "w1");
+	assert_string_equal(got.external_user_id, "alice@example.com");
+	assert_string_equal(got.external_workspace_id, "team-a");
+	assert_string_equal(got.template_name, "python 3.12");
+	assert_int_equal(got.transport.kind, TENANCY_TRANSPORT_UDS);
+	assert_string_equal(got.transport.uds, "/run/miosa/vm1.sock");
+	assert_int_equal(got.created_at_us, s.created_at_us);
+	spec = (struct tenancy_sandbox_spec){ .tenant_id = "t1",
+		.transport = TENANCY_TRANSPORT_VSOCK, .cid = 42 };
+	create_ok(f, &spec, &s);
+	assert_int_equal(tenancy_sandbox_get(f->t, NULL, s.id, &got), 0);
+	assert_int_equal(got.transport.kind, TENANCY_TRANSPORT_VSOCK);
+	assert_int_equal(got.transport.cid, 42);
+	assert_string_equal(got.user_id, "");
+}
+
+static void test_sandbox_attribution_ids_are_printable_ascii_up_to_256_bytes(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	char id[TENANCY_ATTR_ID_MAX + 2];
+	struct tenancy_sandbox s;
+
+	memset(id, 'x', sizeof(id) - 1);
+	id[sizeof(id) - 1] = '\0';
+	spec.external_user_id = id;
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	assert_non_null(strstr(tenancy_errmsg(f->t), "external_user_id"));
+	id[TENANCY_ATTR_ID_MAX] = '\0';
+	create_ok(f, &spec, &s);
+	spec.external_user_id = "has space";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	spec.external_user_id = "del\x7f";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	spec.external_user_id = "caf\xc3\xa9";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	spec.external_user_id = NULL;
+	spec.workspace_id = "tab\t";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	spec.workspace_id = NULL;
+	spec.template_name = "nl\n";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	spec.template_name = NULL;
+	spec.tenant_id = "nope";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -ENOENT);
+}
+
+static void test_sandbox_transport_is_validated_and_unique(void **state)
+{
+	struct fixture *f = *state;
+	static const uint32_t reserved[] = { 0, 1, 2, UINT32_MAX };
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	char long_path[TENANCY_UDS_MAX + 2];
+	struct tenancy_sandbox s;
+
+	spec.transport = TENANCY_TRANSPORT_VSOCK;
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+		spec.cid = reserved[i];
+		assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	}
+	spec.cid = 3;
+	create_ok(f, &spec, &s);
+	spec.tenant_id = "t2"; /* a CID is one VM, whatever the tenant */
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EEXIST);
+	assert_non_null(strstr(tenancy_errmsg(f->t), "vsock_cid 3 is already used"));
+	spec.transport = TENANCY_TRANSPORT_UDS;
+	spec.uds = "relative/path";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	spec.uds = "/";
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	memset(long_path, 'p', sizeof(long_path) - 1);
+	long_path[0] = '/';
+	long_path[sizeof(long_path) - 1] = '\0';
+	spec.uds = long_path;
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+	long_path[TENANCY_UDS_MAX] = '\0';
+	create_ok(f, &spec, &s);
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EEXIST);
+	spec.transport = (enum tenancy_transport_kind)7;
+	assert_int_equal(tenancy_sandbox_create(f->t, &spec, &s), -EINVAL);
+}
+
+static void test_another_tenants_sandbox_is_missing(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t2");
+	struct tenancy_sandbox s, got;
+
+	create_ok(f, &spec, &s);
+	assert_int_equal(tenancy_sandbox_get(f->t, "t1", s.id, &got), -ENOENT);
+	assert_int_equal(tenancy_sandbox_delete(f->t, f->v, "t1", s.id), -ENOENT);
+	assert_int_equal(tenancy_sandbox_get(f->t, "t2", s.id, &got), 0);
+	assert_int_equal(tenancy_sandbox_get(f->t, NULL, s.id, &got), 0);
+	assert_int_equal(tenancy_sandbox_get(f->t, NULL, "sbx_000000000000000000000000", &got),
+			 -ENOENT);
+	assert_int_equal(tenancy_sandbox_get(f->t, NULL, "nope", &got), -EINVAL);
+}
+
+static void test_sandbox_list_filters_by_strict_equality(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct tenancy_sandbox_filter filter = { .tenant_id = "t1" };
+	struct tenancy_sandbox s, *rows = NULL;
+	size_t n = 0;
+
+	spec.external_user_id = "alice";
+	spec.external_workspace_id = "w1";
+	create_ok(f, &spec, &s);
+	spec.external_user_id = "Alice";
+	create_ok(f, &spec, &s);
+	spec.external_user_id = "alice2";
+	spec.external_workspace_id = "w2";
+	create_ok(f, &spec, &s);
+	spec = spec_for("t2");
+	spec.external_user_id = "alice";
+	create_ok(f, &spec, &s);
+
+	filter.external_user_id = "alice";
+	assert_int_equal(tenancy_sandbox_list(f->t, &filter, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].external_user_id, "alice");
+	free(rows);
+	filter.external_user_id = NULL;
+	filter.external_workspace_id = "w1";
+	assert_int_equal(tenancy_sandbox_list(f->t, &filter, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(rows[0].created_at_us <= rows[1].created_at_us);
+	free(rows);
+	filter = (struct tenancy_sandbox_filter){ .external_user_id = "alice" };
+	assert_int_equal(tenancy_sandbox_list(f->t, &filter, &rows, &n), 0);
+	assert_int_equal(n, 2); /* both tenants: the admin's view */
+	free(rows);
+	assert_int_equal(tenancy_sandbox_list(f->t, NULL, &rows, &n), 0);
+	assert_int_equal(n, 4);
+	free(rows);
+	filter.external_user_id = "bad id";
+	assert_int_equal(tenancy_sandbox_list(f->t, &filter, &rows, &n), -EINVAL);
+}
+
+static void test_deleting_a_sandbox_forgets_its_secrets_and_placeholders(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct vault_secret_spec vs;
+	struct vault_set_result res;
+	struct vault_secret_list list;
+	struct scope_walk_attribution a;
+	struct vault_swap swap;
+	struct tenancy_sandbox s;
+
+	create_ok(f, &spec, &s);
+	memset(&vs, 0, sizeof(vs));
+	vs.ref = (struct vault_secret_ref){ "t1", SCOPE_WALK_SANDBOX, s.id, "k" };
+	vs.expose_as_env = "K";
+	vs.value = (const uint8_t *)"sk-forget-me";
+	vs.value_len = strlen("sk-forget-me");
+	assert_int_equal(vault_secret_set(f->v, &vs, &res), 0);
+	assert_true(vault_placeholder_is_valid(res.placeholder, strlen(res.placeholder)));
+	assert_int_equal(tenancy_sandbox_delete(f->t, f->v, "t1", s.id), 0);
+	assert_int_equal(tenancy_sandbox_get(f->t, NULL, s.id, &s), -ENOENT);
+	assert_int_equal(vault_secret_list(f->v, "t1", SCOPE_WALK_SANDBOX, s.id, &list), 0);
+	assert_int_equal(list.n, 0);
+	vault_secret_list_free(&list);
+	tenancy_sandbox_attribution(&s, &a);
+	assert_int_equal(vault_get_for_swap(f->v, &a, res.placeholder, strlen(res.placeholder),
+					    "api.example.com", 15, true, &swap), 0);
+	assert_int_equal(swap.verdict, VAULT_SWAP_UNKNOWN_PLACEHOLDER);
+	vault_swap_release(&swap);
+	assert_int_equal(tenancy_sandbox_delete(f->t, f->v, NULL, s.id), -ENOENT);
+}
+
+/* ---- API keys ------------------------------------------------------------ */
+
+static void mint(struct fixture *f, const char *tenant, struct tenancy_api_key *k, char **full)
+{
+	int r = tenancy_api_key_create(f->t, tenant, "ci key", k, full);
+
+	if (r != 0)
+		fail_msg("create key: %d %s", r, tenancy_errmsg(f->t));
+}
+
+static void test_api_key_is_msk_live_base64url_and_shown_once(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_api_key k, got, *rows = NULL;
+	char *full = NULL;
+	size_t n = 0;
+
+	mint(f, "t1", &k, &full);
+	assert_int_equal(strlen(full), TENANCY_API_KEY_LEN);
+	assert_int_equal(strncmp(full, "msk_live_", 9), 0);
+	for (size_t i = 9; i < TENANCY_API_KEY_LEN; i++)
+		assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+				       full[i]));
+	assert_true(tenancy_api_key_id_is_valid(k.id));
+	assert_int_equal(strncmp(k.prefix, full, TENANCY_API_KEY_DISPLAY_LEN), 0);
+	assert_int_equal(strlen(k.prefix), TENANCY_API_KEY_DISPLAY_LEN);
+	assert_int_equal(k.revoked_at_us, 0);
+	assert_int_equal(k.last_used_at_us, 0);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, strlen(full), &got), 0);
+	assert_string_equal(got.id, k.id);
+	assert_string_equal(got.tenant_id, "t1");
+	assert_int_equal(tenancy_api_key_list(f->t, "t1", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].name, "ci key");
+	free(rows);
+	tenancy_api_key_secret_free(full);
+}
+
+static void test_only_a_keyed_hash_of_the_key_is_stored(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_api_key k;
+	char wal[PATH_MAX + 8];
+	char *full = NULL;
+
+	mint(f, "t1", &k, &full);
+	snprintf(wal, sizeof(wal), "%s-wal", f->db_path);
+	/* The random part, not just the public prefix, must be nowhere. */
+	assert_false(file_contains(f->db_path, full + 15, TENANCY_API_KEY_LEN - 15));
+	assert_false(file_contains(wal, full + 15, TENANCY_API_KEY_LEN - 15));
+	tenancy_close(f->t);
+	f->t = NULL;
+	assert_false(file_contains(f->db_path, full + 15, TENANCY_API_KEY_LEN - 15));
+	reopen(f);
+	tenancy_api_key_secret_free(full);
+}
+
+static void test_verify_accepts_only_the_exact_key(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_api_key k, got;
+	char *full = NULL, copy[TENANCY_API_KEY_LEN + 2];
+
+	mint(f, "t1", &k, &full);
+	memcpy(copy, full, TENANCY_API_KEY_LEN + 1);
+	copy[TENANCY_API_KEY_LEN - 1] = copy[TENANCY_API_KEY_LEN - 1] == 'A' ? 'B' : 'A';
+	assert_int_equal(tenancy_api_key_verify(f->t, copy, TENANCY_API_KEY_LEN, &got),
+			 -EKEYREJECTED);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, TENANCY_API_KEY_LEN - 1, &got),
+			 -EKEYREJECTED);
+	memcpy(copy, full, TENANCY_API_KEY_LEN + 1);
+	copy[5] = 't'; /* msk_test_ */
+	assert_int_equal(tenancy_api_key_verify(f->t, copy, TENANCY_API_KEY_LEN, &got),
+			 -EKEYREJECTED);
+	memcpy(copy, full, TENANCY_API_KEY_LEN + 1);
+	copy[20] = '+'; /* base64, not base64url */
+	assert_int_equal(tenancy_api_key_verify(f->t, copy, TENANCY_API_KEY_LEN, &got),
+			 -EKEYREJECTED);
+	assert_int_equal(tenancy_api_key_verify(f->t, "", 0, &got), -EKEYREJECTED);
+	assert_int_equal(tenancy_api_key_verify(f->t, NULL, 0, &got), -EKEYREJECTED);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, TENANCY_API_KEY_LEN, &got), 0);
+	tenancy_api_key_secret_free(full);
+}
+
+static void test_revoked_key_never_verifies_and_revoke_is_idempotent(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_api_key k, first, second, got;
+	char *full = NULL;
+
+	mint(f, "t1", &k, &full);
+	assert_int_equal(tenancy_api_key_revoke(f->t, "t2", k.id, &first), -ENOENT);
+	assert_int_equal(tenancy_api_key_revoke(f->t, "t1", k.id, &first), 0);
+	assert_true(first.revoked_at_us > 0);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, TENANCY_API_KEY_LEN, &got),
+			 -EKEYREVOKED);
+	assert_int_equal(tenancy_api_key_revoke(f->t, NULL, k.id, &second), 0);
+	assert_int_equal(second.revoked_at_us, first.revoked_at_us);
+	reopen(f);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, TENANCY_API_KEY_LEN, &got),
+			 -EKEYREVOKED);
+	assert_int_equal(tenancy_api_key_revoke(f->t, NULL, "key_000000000000000000000000", &got),
+			 -ENOENT);
+	assert_int_equal(tenancy_api_key_revoke(f->t, NULL, "key_xyz", &got), -EINVAL);
+	tenancy_api_key_secret_free(full);
+}
+
+static void test_keys_verify_only_under_the_same_master_key(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_api_key k, got;
+	struct master_key *other = NULL;
+	struct tenancy *t2 = NULL;
+	char path[PATH_MAX + 16], *full = NULL;
+
+	mint(f, "t1", &k, &full);
+	snprintf(path, sizeof(path), "%s/other.key", f->root);
+	assert_int_equal(master_key_create(path, &other, f->err, sizeof(f->err)), 0);
+	assert_int_equal(tenancy_open(f->state_dir, other, &t2, f->err, sizeof(f->err)), 0);
+	/* The stored hash is keyed: without the master key it cannot be matched. */
+	assert_int_equal(tenancy_api_key_verify(t2, full, TENANCY_API_KEY_LEN, &got),
+			 -EKEYREJECTED);
+	tenancy_close(t2);
+	master_key_free(other);
+	tenancy_api_key_secret_free(full);
+}
+
+static void test_use_of_a_key_is_recorded(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_api_key k, got, *rows = NULL;
+	char *full = NULL;
+	size_t n = 0;
+
+	mint(f, "t2", &k, &full);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, TENANCY_API_KEY_LEN, &got), 0);
+	assert_true(got.last_used_at_us >= k.created_at_us);
+	assert_int_equal(tenancy_api_key_list(f->t, "t2", &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].last_used_at_us, got.last_used_at_us);
+	free(rows);
+	assert_int_equal(tenancy_api_key_create(f->t, "t1", "", &k, &full), -EINVAL);
+	assert_int_equal(tenancy_api_key_create(f->t, "nope", "x", &k, &full), -ENOENT);
+	tenancy_api_key_secret_free(full);
+}
+
+/* ---- schema -------------------------------------------------------------- */
+
+static void test_migration_adds_prefixed_tables_at_the_current_version(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int tables = 0;
+
+	assert_int_equal(sqlite3_open_v2(f->db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), store_schema_version());
+	assert_true(store_schema_version() >= 2);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table'"
+					    " AND name NOT LIKE 'sqlite_%'", -1, &st, NULL),
+			 SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+
+		assert_true(strncmp(name, "vault_", 6) == 0 || strncmp(name, "tenancy_", 8) == 0);
+		tables += strncmp(name, "tenancy_", 8) == 0;
+	}
+	assert_int_equal(tables, 3);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void test_rows_survive_a_restart(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct tenancy_api_key k, got;
+	struct tenancy_sandbox s, s2;
+	char *full = NULL;
+
+	create_ok(f, &spec, &s);
+	mint(f, "t1", &k, &full);
+	tenancy_close(f->t);
+	vault_close(f->v);
+	f->t = NULL;
+	f->v = NULL;
+	assert_int_equal(tenancy_open(f->state_dir, f->key, &f->t, f->err, sizeof(f->err)), 0);
+	assert_int_equal(vault_open(f->state_dir, f->key, &f->v, f->err, sizeof(f->err)), 0);
+	assert_int_equal(tenancy_sandbox_get(f->t, "t1", s.id, &s2), 0);
+	assert_int_equal(tenancy_api_key_verify(f->t, full, TENANCY_API_KEY_LEN, &got), 0);
+	assert_string_equal(got.id, k.id);
+	tenancy_api_key_secret_free(full);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_tenant_ids_follow_the_documented_pattern),
+		T(test_new_tenant_defaults_name_to_id_and_allows_end_user_credentials),
+		T(test_tenant_ensure_creates_once),
+		T(test_end_user_credentials_setting_toggles_and_persists),
+		T(test_names_must_be_utf8_without_control_characters),
+		T(test_sandbox_ids_are_random_sbx_hex),
+		T(test_sandbox_keeps_its_attribution_and_transport),
+		T(test_sandbox_attribution_ids_are_printable_ascii_up_to_256_bytes),
+		T(test_sandbox_transport_is_validated_and_unique),
+		T(test_another_tenants_sandbox_is_missing),
+		T(test_sandbox_list_filters_by_strict_equality),
+		T(test_deleting_a_sandbox_forgets_its_secrets_and_placeholders),
+		T(test_api_key_is_msk_live_base64url_and_shown_once),
+		T(test_only_a_keyed_hash_of_the_key_is_stored),
+		T(test_verify_accepts_only_the_exact_key),
+		T(test_revoked_key_never_verifies_and_revoke_is_idempotent),
+		T(test_keys_verify_only_under_the_same_master_key),
+		T(test_use_of_a_key_is_recorded),
+		T(test_migration_adds_prefixed_tables_at_the_current_version),
+		T(test_rows_survive_a_restart),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
