@@ -334,7 +334,7 @@ static void test_names_that_are_no_host_get_nxdomain(void **state)
 		"duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
 		"2.0.18.198.in-addr.arpa", "router.home.arpa", "arpa",
 		"10.0.0.1", "169.254.169.254", "198.18.0.2", "example.123",
-		"b\xc3\xbc" "cher.example", "exa mple.com", "-lead.example", "trail-.example",
+		("b\xc3\xbc" "cher.example"), "exa mple.com", "-lead.example", "trail-.example",
 		"*.example.com", "a*b.example", "::1", "a\\.b.example", "quote\".example",
 	};
 	struct dns_synth *map = new_map(0);
