@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "control_api.h"
+#include "sandbox_ca.h"
 #include "tenancy.h"
 #include "vault.h"
 
@@ -135,6 +136,7 @@ json_t *capi_json_time_or_null(int64_t us); /* 0 = null */
 json_t *capi_json_tenant(const struct tenancy_tenant *t);
 json_t *capi_json_sandbox(const struct tenancy_sandbox *s);
 json_t *capi_json_api_key(const struct tenancy_api_key *k);
+json_t *capi_json_sandbox_ca(const char *sandbox_id, const struct sandbox_ca_public *ca);
 json_t *capi_json_secret(const struct vault_secret_info *s, bool with_placeholder);
 /* Format us as RFC 3339 into buf (at least 28 bytes). */
 void capi_format_time(int64_t us, char *buf, size_t size);

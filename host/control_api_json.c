@@ -174,6 +174,17 @@ json_t *capi_json_sandbox(const struct tenancy_sandbox *s)
 			 "created_at", capi_json_time(s->created_at_us));
 }
 
+/* The CA's public half: the private key has no field to go in. */
+json_t *capi_json_sandbox_ca(const char *sandbox_id, const struct sandbox_ca_public *ca)
+{
+	return json_pack("{s:s, s:s%, s:o, s:o, s:s}",
+			 "sandbox_id", sandbox_id,
+			 "certificate_pem", ca->cert_pem, ca->cert_pem_len,
+			 "not_before", capi_json_time((int64_t)ca->not_before * 1000000),
+			 "not_after", capi_json_time((int64_t)ca->not_after * 1000000),
+			 "sha256_fingerprint", ca->sha256_fingerprint);
+}
+
 json_t *capi_json_api_key(const struct tenancy_api_key *k)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}",

@@ -332,6 +332,22 @@ static int h_sandbox_delete(struct capi_ctx *c)
 	return capi_reply_empty(c, 204);
 }
 
+/* The sandbox's CA certificate (public; its key never leaves tenancy). */
+static int h_sandbox_ca(struct capi_ctx *c)
+{
+	struct sandbox_ca_public ca;
+	struct tenancy_sandbox s;
+	int r;
+
+	if ((r = capi_sandbox_in_reach(c, &s)) != 0)
+		return r;
+	if ((r = tenancy_sandbox_ca_public(c->api->tenancy, s.tenant_id, s.id, &ca)) != 0)
+		return capi_fail_tenancy(c, r);
+	r = capi_reply(c, 200, capi_json_sandbox_ca(s.id, &ca));
+	sandbox_ca_public_clear(&ca);
+	return r;
+}
+
 /* ---- sandbox PATCH: nothing is mutable, so it only confirms -------------- */
 
 static const struct capi_field sandbox_patch_fields[] = {
@@ -755,6 +771,7 @@ const struct capi_route capi_routes[] = {
 	{ "GET", "/v1/sandboxes/{sandbox}", 0, NULL, h_sandbox_get },
 	{ "PATCH", "/v1/sandboxes/{sandbox}", BODY, NULL, h_sandbox_patch },
 	{ "DELETE", "/v1/sandboxes/{sandbox}", 0, NULL, h_sandbox_delete },
+	{ "GET", "/v1/sandboxes/{sandbox}/ca", 0, NULL, h_sandbox_ca },
 	{ "GET", "/v1/sandboxes/{sandbox}/secrets", 0, NULL, h_sandbox_secrets },
 	{ "PUT", SANDBOX_SECRET, BODY, NULL, h_secret_put },
 	{ "POST", SANDBOX_SECRET "/rotate", BODY, NULL, h_secret_rotate },

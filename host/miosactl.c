@@ -684,6 +684,58 @@ static int cl_sandbox_rm(struct cl *c, const struct cl_command *cmd, int argc, c
 	return cl_call(c, "DELETE", &t, NULL, NULL, NULL);
 }
 
+/*
+ * A PEM certificate as the broker sent it: printed byte for byte (so
+ * `> ca.pem` is the file openssl reads), hence checked first to hold
+ * nothing a terminal would interpret.
+ */
+static bool cl_is_pem_text(const char *s, size_t len)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----\n";
+	static const char end[] = "-----END CERTIFICATE-----\n";
+
+	if (len < sizeof(begin) - 1 + sizeof(end) - 1 || memcmp(s, begin, sizeof(begin) - 1) != 0 ||
+	    memcmp(s + len - (sizeof(end) - 1), end, sizeof(end) - 1) != 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != '\n' && (s[i] < 0x20 || s[i] > 0x7e))
+			return false;
+	return true;
+}
+
+static int cl_sandbox_ca(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *pos[1];
+	struct ctl_target t;
+	json_t *ans = NULL;
+	const json_t *pem;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	ctl_target_add_segment(&t, pos[0]);
+	ctl_target_add(&t, "/ca");
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) != CL_EXIT_OK)
+		goto out;
+	if (c->json) {
+		ex = cl_print_json(ans);
+		goto out;
+	}
+	pem = json_object_get(ans, "certificate_pem");
+	if (!json_is_string(pem) || !cl_is_pem_text(json_string_value(pem), json_string_length(pem))) {
+		ex = cl_error("answer from %s has no PEM certificate", c->ep.display);
+		goto out;
+	}
+	if (fwrite(json_string_value(pem), 1, json_string_length(pem), stdout) !=
+	    json_string_length(pem))
+		ex = cl_error("cannot write to standard output");
+out:
+	json_decref(ans);
+	return ex;
+}
+
 /* ------------------------------------------------------------------ */
 /* secrets                                                             */
 
@@ -1216,6 +1268,12 @@ static const struct cl_command cl_commands[] = {
 	  "List sandboxes, optionally filtered (strict equality on every filter).\n"
 	  "--tenant defaults to $MIOSA_TENANT; without either, the Unix socket lists\n"
 	  "every tenant's sandboxes and --url the API key's tenant's.\n" },
+	{ "sandbox", "ca", cl_sandbox_ca, "sandbox ca SANDBOX",
+	  "Print the sandbox's CA certificate (PEM, public) for baking into images:\n"
+	  "the guest trusts it, and the broker signs the certificates it shows the\n"
+	  "guest with its key, which never leaves the broker.  The output is the PEM\n"
+	  "exactly (`miosactl sandbox ca SBX > ca.pem`); --json prints the API's\n"
+	  "answer (certificate_pem, not_before, not_after, sha256_fingerprint).\n" },
 	{ "sandbox", "rm", cl_sandbox_rm, "sandbox rm SANDBOX",
 	  "Delete a sandbox with its sandbox-scope secrets and placeholders.  Prints\n"
 	  "nothing on success.\n" },

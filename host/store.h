@@ -217,6 +217,41 @@ int store_sandbox_count(struct store *st, const char *tenant_id, size_t *ret_cou
 __attribute__((warn_unused_result))
 int store_sandbox_delete(struct store *st, const char *id);
 
+/*
+ * Sandbox CAs (tenancy_sandbox_cas, one row per sandbox, removed with it by
+ * ON DELETE CASCADE): the certificate PEM (public) and the private key as
+ * sealed by mitm_ca_seal_key() (ciphertext; the store never sees the key).
+ * Readers re-check both lengths and the PEM's first line (-EUCLEAN).
+ */
+#define STORE_CA_PEM_MAX 8192      /* = MITM_CA_PEM_MAX */
+#define STORE_CA_SEALED_MAX 1024   /* = MITM_CA_SEALED_MAX */
+#define STORE_CA_PEM_PREFIX "-----BEGIN CERTIFICATE-----\n"
+
+/* Flag for store_sandbox_ca_get(): also read the sealed key. */
+#define STORE_WITH_SEALED_KEY 0x2u
+
+struct store_sandbox_ca {
+	char sandbox_id[TENANCY_OBJECT_ID_LEN + 1];
+	char *cert_pem;          /* malloc'd, NUL-terminated */
+	size_t cert_pem_len;     /* excludes the NUL */
+	uint8_t *sealed_key;     /* malloc'd; NULL unless STORE_WITH_SEALED_KEY */
+	size_t sealed_key_len;
+	int64_t created_at_us;
+};
+
+/* -EEXIST if the sandbox has one; -ENOENT if there is no such sandbox;
+ * -EINVAL for lengths out of the limits above. */
+__attribute__((warn_unused_result))
+int store_sandbox_ca_insert(struct store *st, const struct store_sandbox_ca *ca);
+/* Release with store_sandbox_ca_clear().  -ENOENT: the sandbox has none. */
+__attribute__((warn_unused_result))
+int store_sandbox_ca_get(struct store *st, const char *sandbox_id, unsigned flags,
+			 struct store_sandbox_ca *ret_ca);
+/* -ENOENT if the sandbox has none. */
+__attribute__((warn_unused_result))
+int store_sandbox_ca_delete(struct store *st, const char *sandbox_id);
+void store_sandbox_ca_clear(struct store_sandbox_ca *ca); /* frees; NULL is a no-op */
+
 /* hash: keyed BLAKE2b of the full key.  -EEXIST if id or hash is taken;
  * -ENOENT if the tenant does not exist. */
 __attribute__((warn_unused_result))

@@ -123,6 +123,19 @@ static const char *const st_migrations[] = {
 	") STRICT;"
 	"CREATE UNIQUE INDEX IF NOT EXISTS tenancy_api_keys_by_hash ON tenancy_api_keys (hash);"
 	"CREATE INDEX IF NOT EXISTS tenancy_api_keys_by_tenant ON tenancy_api_keys (tenant_id, created_at_us);",
+	/* 3: sandbox CAs — one per sandbox, gone with it (foreign_keys is on
+	 * for every connection).  The key column holds mitm_ca_seal_key()'s
+	 * blob only: plaintext key bytes never reach state.db.  Sandboxes
+	 * created before this step have no row; tenancy makes theirs on first
+	 * use (tenancy.h). */
+	"CREATE TABLE IF NOT EXISTS tenancy_sandbox_cas ("
+	"  sandbox_id TEXT PRIMARY KEY NOT NULL"
+	"    REFERENCES tenancy_sandboxes (id) ON DELETE CASCADE,"
+	"  cert_pem TEXT NOT NULL CHECK (length(CAST(cert_pem AS BLOB)) BETWEEN 28 AND 8192"
+	"    AND cert_pem GLOB '-----BEGIN CERTIFICATE-----*'),"
+	"  sealed_key BLOB NOT NULL CHECK (length(sealed_key) BETWEEN 1 AND 1024),"
+	"  created_at_us INTEGER NOT NULL"
+	") STRICT;",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 

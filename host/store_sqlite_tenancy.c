@@ -1,6 +1,7 @@
 /*
  * store_sqlite_tenancy — the tenancy rows of store.h (tenants, sandboxes, API
- * keys) in the SQLite back end.  Schema: migration 2 in store_sqlite.c.
+ * keys, sandbox CAs) in the SQLite back end.  Schema: migrations 2 and 3 in
+ * store_sqlite.c.
  *
  * Same rules as store_sqlite.c: constant SQL prepared once per handle, bound
  * parameters only, every column re-checked on the way out (-EUCLEAN).
@@ -17,6 +18,7 @@ enum tn_stmt {
 	TN_SANDBOX_COUNT, TN_SANDBOX_DELETE,
 	TN_KEY_INSERT, TN_KEY_GET, TN_KEY_FIND_HASH, TN_KEY_LIST, TN_KEY_COUNT, TN_KEY_TOUCH,
 	TN_KEY_REVOKE,
+	TN_CA_INSERT, TN_CA_GET, TN_CA_DELETE,
 	TN__COUNT
 };
 _Static_assert((int)TN__COUNT <= (int)STORE_SQLITE_SLOTS_TENANCY_N, "tenancy statement slots");
@@ -34,6 +36,8 @@ enum {
 #define KEY_COLS "id, tenant_id, name, prefix, created_at_us, last_used_at_us," \
 	" revoked_at_us, hash"
 enum { KY_ID, KY_TENANT, KY_NAME, KY_PREFIX, KY_CREATED, KY_USED, KY_REVOKED, KY_HASH };
+#define CA_COLS "sandbox_id, cert_pem, created_at_us, sealed_key"
+enum { CA_ID, CA_PEM, CA_CREATED, CA_SEALED };
 /* Optional equality filters: a NULL parameter matches every row.  ?1 is the
  * tenant (left unbound where unused: numbered parameters keep their slots). */
 #define SANDBOX_FILTER "(?2 IS NULL OR external_user_id = ?2)" \
@@ -68,6 +72,12 @@ static const char *const tn_sql[TN__COUNT] = {
 	/* Idempotent: a second revocation keeps the first time. */
 	[TN_KEY_REVOKE] = "UPDATE tenancy_api_keys SET revoked_at_us = CASE"
 		" WHEN revoked_at_us = 0 THEN ?2 ELSE revoked_at_us END WHERE id = ?1",
+	[TN_CA_INSERT] = "INSERT INTO tenancy_sandbox_cas (" CA_COLS ") VALUES (?1, ?2, ?3, ?4)",
+	/* The sealed key is read only when asked for (?2 = 1): the API's
+	 * certificate answers never hold it, not even in memory. */
+	[TN_CA_GET] = "SELECT sandbox_id, cert_pem, created_at_us,"
+		" CASE WHEN ?2 THEN sealed_key END FROM tenancy_sandbox_cas WHERE sandbox_id = ?1",
+	[TN_CA_DELETE] = "DELETE FROM tenancy_sandbox_cas WHERE sandbox_id = ?1",
 };
 
 static int tn_stmt(struct store *st, enum tn_stmt id, sqlite3_stmt **ret_stmt)
@@ -552,4 +562,117 @@ int store_api_key_touch(struct store *st, const char *id, int64_t now_us)
 int store_api_key_revoke(struct store *st, const char *id, int64_t now_us)
 {
 	return tn_exec_id(st, TN_KEY_REVOKE, id, &now_us, "revoke tenancy_api_keys");
+}
+
+/* ---- sandbox CAs ------------------------------------------------------- */
+
+static bool tn_ca_pem_ok(const char *pem, size_t len)
+{
+	return pem && len >= sizeof(STORE_CA_PEM_PREFIX) - 1 && len <= STORE_CA_PEM_MAX &&
+	       memcmp(pem, STORE_CA_PEM_PREFIX, sizeof(STORE_CA_PEM_PREFIX) - 1) == 0 &&
+	       strlen(pem) == len;
+}
+
+int store_sandbox_ca_insert(struct store *st, const struct store_sandbox_ca *ca)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	if (!tn_ca_pem_ok(ca->cert_pem, ca->cert_pem_len) || !ca->sealed_key ||
+	    ca->sealed_key_len == 0 || ca->sealed_key_len > STORE_CA_SEALED_MAX)
+		return store_sqlite_failf(st, -EINVAL, "sandbox CA of %s is out of range",
+					  ca->sandbox_id);
+	if ((r = tn_stmt(st, TN_CA_INSERT, &s)) != 0)
+		goto out;
+	if ((rc = sqlite3_bind_text(s, 1 + CA_ID, ca->sandbox_id, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 1 + CA_PEM, ca->cert_pem, (int)ca->cert_pem_len,
+				    SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 1 + CA_CREATED, ca->created_at_us)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_blob(s, 1 + CA_SEALED, ca->sealed_key, (int)ca->sealed_key_len,
+				    SQLITE_STATIC)) != SQLITE_OK) {
+		r = store_sqlite_fail(st, rc, "bind new sandbox CA");
+		goto out;
+	}
+	r = store_sqlite_run(st, s, "insert tenancy_sandbox_cas");
+out:
+	store_sqlite_done(s);
+	return r;
+}
+
+/* Copy the current row's columns into ca (allocations owned by ca). */
+static int tn_read_ca(sqlite3_stmt *s, unsigned flags, struct store_sandbox_ca *ca)
+{
+	const unsigned char *pem = sqlite3_column_text(s, CA_PEM);
+	size_t pem_len = (size_t)sqlite3_column_bytes(s, CA_PEM);
+	const void *blob;
+	size_t blob_len;
+
+	if (store_sqlite_col_text(s, CA_ID, ca->sandbox_id, sizeof(ca->sandbox_id)) != 0 ||
+	    !tn_ca_pem_ok((const char *)pem, pem_len))
+		return -EUCLEAN;
+	ca->created_at_us = sqlite3_column_int64(s, CA_CREATED);
+	if (!(ca->cert_pem = malloc(pem_len + 1)))
+		return -ENOMEM;
+	memcpy(ca->cert_pem, pem, pem_len + 1);
+	ca->cert_pem_len = pem_len;
+	if (!(flags & STORE_WITH_SEALED_KEY))
+		return 0;
+	blob = sqlite3_column_blob(s, CA_SEALED);
+	blob_len = (size_t)sqlite3_column_bytes(s, CA_SEALED);
+	if (!blob || blob_len == 0 || blob_len > STORE_CA_SEALED_MAX)
+		return -EUCLEAN;
+	if (!(ca->sealed_key = malloc(blob_len)))
+		return -ENOMEM;
+	memcpy(ca->sealed_key, blob, blob_len);
+	ca->sealed_key_len = blob_len;
+	return 0;
+}
+
+int store_sandbox_ca_get(struct store *st, const char *sandbox_id, unsigned flags,
+			 struct store_sandbox_ca *ret_ca)
+{
+	struct store_sandbox_ca ca;
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	memset(&ca, 0, sizeof(ca));
+	if ((r = tn_stmt(st, TN_CA_GET, &s)) != 0)
+		goto out;
+	if ((rc = sqlite3_bind_text(s, 1, sandbox_id, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int(s, 2, (flags & STORE_WITH_SEALED_KEY) != 0)) != SQLITE_OK) {
+		r = store_sqlite_fail(st, rc, "bind sandbox CA key");
+		goto out;
+	}
+	if ((r = store_sqlite_step(st, s, "read tenancy_sandbox_cas")) <= 0) {
+		if (r == 0)
+			r = store_sqlite_failf(st, -ENOENT, "tenancy_sandbox_cas: no such row");
+		goto out;
+	}
+	if ((r = tn_read_ca(s, flags, &ca)) != 0) {
+		r = r == -ENOMEM ? store_sqlite_failf(st, r, "out of memory reading a sandbox CA")
+				 : store_sqlite_failf(st, r, "tenancy_sandbox_cas: row is malformed");
+		goto out;
+	}
+	*ret_ca = ca;
+	memset(&ca, 0, sizeof(ca));
+out:
+	store_sqlite_done(s);
+	store_sandbox_ca_clear(&ca);
+	return r;
+}
+
+int store_sandbox_ca_delete(struct store *st, const char *sandbox_id)
+{
+	return tn_exec_id(st, TN_CA_DELETE, sandbox_id, NULL, "delete tenancy_sandbox_cas");
+}
+
+void store_sandbox_ca_clear(struct store_sandbox_ca *ca)
+{
+	if (!ca)
+		return;
+	free(ca->cert_pem);
+	free(ca->sealed_key);
+	ca->cert_pem = NULL;
+	ca->sealed_key = NULL;
+	ca->cert_pem_len = ca->sealed_key_len = 0;
 }

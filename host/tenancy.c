@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sandbox_ca.h"
 #include "store.h"
 #include "vault.h"
 
@@ -25,6 +26,7 @@ _Static_assert(TENANCY_OBJECT_ID_LEN == 4 + TENANCY_OBJECT_ID_HEX, "object id le
 struct tenancy {
 	struct store *st;
 	unsigned char *hash_key; /* sodium_malloc'd, read-only */
+	unsigned char *ca_key;   /* MASTER_KEY_PURPOSE_CA_KEYS: seals sandbox CA keys */
 	char err[TENANCY_ERR_MAX];
 };
 
@@ -268,9 +270,10 @@ int tenancy_open(const char *state_dir, const struct master_key *key,
 	}
 	if ((r = store_open(state_dir, &t->st, err, err_size)) != 0)
 		goto out;
-	if ((r = master_key_derive(key, MASTER_KEY_PURPOSE_API_KEYS, &t->hash_key)) != 0) {
+	if ((r = master_key_derive(key, MASTER_KEY_PURPOSE_API_KEYS, &t->hash_key)) != 0 ||
+	    (r = master_key_derive(key, MASTER_KEY_PURPOSE_CA_KEYS, &t->ca_key)) != 0) {
 		if (err && err_size)
-			snprintf(err, err_size, "tenancy: cannot derive the API-key subkey");
+			snprintf(err, err_size, "tenancy: cannot derive the subkeys");
 		goto out;
 	}
 	*ret_tenancy = t;
@@ -286,6 +289,7 @@ void tenancy_close(struct tenancy *t)
 		return;
 	store_close(t->st);
 	master_key_subkey_free(t->hash_key);
+	master_key_subkey_free(t->ca_key);
 	free(t);
 }
 
@@ -452,22 +456,47 @@ static int tn_sandbox_insert(struct tenancy *t, const struct tenancy_sandbox *ro
 	return r ? tn_store_fail(t, r, "create sandbox") : 0;
 }
 
+/* A new CA row for sandbox id (generated and sealed; no I/O). */
+static int tn_ca_make(struct tenancy *t, const char *id, struct store_sandbox_ca *ret_row)
+{
+	char why[TENANCY_ERR_MAX];
+	int r = sandbox_ca_make(id, t->ca_key, time(NULL), ret_row, why, sizeof(why));
+
+	return r ? tn_fail(t, r, "create the sandbox CA: %s", why) : 0;
+}
+
+static int tn_ca_insert(struct tenancy *t, const struct store_sandbox_ca *ca)
+{
+	int r = store_sandbox_ca_insert(t->st, ca);
+
+	return r ? tn_store_fail(t, r, "store the sandbox CA") : 0;
+}
+
+/*
+ * The CA is generated before the write transaction (the write lock is not
+ * held for the key generation) and inserted inside it, with the sandbox row:
+ * both commit or neither does, so no sandbox exists without its CA.
+ */
 int tenancy_sandbox_create(struct tenancy *t, const struct tenancy_sandbox_spec *spec,
 			   struct tenancy_sandbox *ret_sandbox)
 {
+	struct store_sandbox_ca ca;
 	struct tenancy_sandbox *row;
 	int r;
 
+	memset(&ca, 0, sizeof(ca));
 	if ((r = tn_check_sandbox_spec(t, spec)) != 0)
 		return r;
 	if (!(row = malloc(sizeof(*row))))
 		return tn_fail(t, -ENOMEM, "out of memory");
 	tn_sandbox_from_spec(spec, row);
+	if ((r = tn_ca_make(t, row->id, &ca)) != 0)
+		goto out;
 	if ((r = store_begin_write(t->st)) != 0) {
 		r = tn_store_fail(t, r, "create sandbox");
 		goto out;
 	}
-	if ((r = tn_sandbox_insert(t, row)) != 0 ||
+	if ((r = tn_sandbox_insert(t, row)) != 0 || (r = tn_ca_insert(t, &ca)) != 0 ||
 	    (r = tn_commit(t, "create sandbox")) != 0) {
 		store_rollback(t->st);
 		goto out;
@@ -475,6 +504,7 @@ int tenancy_sandbox_create(struct tenancy *t, const struct tenancy_sandbox_spec 
 	if (ret_sandbox)
 		*ret_sandbox = *row;
 out:
+	store_sandbox_ca_clear(&ca);
 	free(row);
 	return r;
 }
@@ -549,6 +579,103 @@ int tenancy_sandbox_delete(struct tenancy *t, struct vault *v, const char *tenan
 		r = tn_forget(t, v, row); /* sweeps a secret set in between */
 out:
 	free(row);
+	return r;
+}
+
+/*
+ * Give a sandbox created before schema step 3 its CA.  Under the write lock:
+ * a concurrent backfill (another thread or process) either finished first —
+ * its row is kept — or waits for ours.  A sandbox deleted meanwhile fails
+ * the foreign key: -ENOENT.
+ */
+static int tn_ca_backfill(struct tenancy *t, const char *id)
+{
+	struct store_sandbox_ca ca, existing;
+	int r;
+
+	memset(&ca, 0, sizeof(ca));
+	memset(&existing, 0, sizeof(existing));
+	if ((r = tn_ca_make(t, id, &ca)) != 0)
+		return r;
+	if ((r = store_begin_write(t->st)) != 0) {
+		r = tn_store_fail(t, r, "create sandbox CA");
+		goto out;
+	}
+	r = store_sandbox_ca_get(t->st, id, 0, &existing);
+	if (r == -ENOENT) {
+		r = store_sandbox_ca_insert(t->st, &ca);
+		if (r == -ENOENT)
+			r = tn_fail(t, r, "no sandbox %s", id);
+		else if (r != 0)
+			r = tn_store_fail(t, r, "store the sandbox CA");
+	} else if (r != 0) {
+		r = tn_store_fail(t, r, "read sandbox CA");
+	}
+	if (r != 0 || (r = tn_commit(t, "create sandbox CA")) != 0)
+		store_rollback(t->st);
+out:
+	store_sandbox_ca_clear(&existing);
+	store_sandbox_ca_clear(&ca);
+	return r;
+}
+
+/* The sandbox in reach of tenant_id, then one attempt of fn, and after a
+ * backfill (a sandbox older than its CA table) a second. */
+typedef int (*tn_ca_read_fn)(struct tenancy *t, const char *id, void *ret, char *why,
+			     size_t why_size);
+
+static int tn_ca_read(struct tenancy *t, const char *tenant_id, const char *id, tn_ca_read_fn fn,
+		      void *ret)
+{
+	struct tenancy_sandbox *row;
+	char why[TENANCY_ERR_MAX];
+	int r;
+
+	if (!(row = malloc(sizeof(*row))))
+		return tn_fail(t, -ENOMEM, "out of memory");
+	r = tenancy_sandbox_get(t, tenant_id, id, row);
+	free(row);
+	if (r != 0)
+		return r;
+	r = fn(t, id, ret, why, sizeof(why));
+	if (r == -ENOENT) {
+		if ((r = tn_ca_backfill(t, id)) != 0)
+			return r;
+		r = fn(t, id, ret, why, sizeof(why));
+	}
+	return r ? tn_fail(t, r, "sandbox CA of %s: %s", id, why) : 0;
+}
+
+static int tn_ca_load_fn(struct tenancy *t, const char *id, void *ret, char *why, size_t size)
+{
+	return sandbox_ca_load(t->st, id, t->ca_key, ret, why, size);
+}
+
+static int tn_ca_public_fn(struct tenancy *t, const char *id, void *ret, char *why, size_t size)
+{
+	return sandbox_ca_public(t->st, id, ret, why, size);
+}
+
+int tenancy_sandbox_ca_load(struct tenancy *t, const char *tenant_id, const char *id,
+			    struct mitm_ca **ret_ca)
+{
+	struct mitm_ca *ca = NULL;
+	int r = tn_ca_read(t, tenant_id, id, tn_ca_load_fn, &ca);
+
+	if (r == 0)
+		*ret_ca = ca;
+	return r;
+}
+
+int tenancy_sandbox_ca_public(struct tenancy *t, const char *tenant_id, const char *id,
+			      struct sandbox_ca_public *ret_pub)
+{
+	struct sandbox_ca_public pub;
+	int r;
+
+	memset(&pub, 0, sizeof(pub));
+	if ((r = tn_ca_read(t, tenant_id, id, tn_ca_public_fn, &pub)) == 0)
+		*ret_pub = pub;
 	return r;
 }
 

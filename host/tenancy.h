@@ -13,6 +13,12 @@
  *     creation: there is no update.  A transport (UDS path, vsock CID)
  *     belongs to at most one sandbox.  Deleting a sandbox also makes the vault
  *     forget its sandbox-scope secrets and every placeholder issued to it.
+ *   - Sandbox CAs (issue 5, "TLS interception"): every sandbox has its own CA
+ *     (sandbox_ca.h: ECDSA P-256, private key sealed under the CA_KEYS
+ *     subkey), made with the sandbox and committed in the same transaction as
+ *     its row, deleted with it (foreign key cascade).  A sandbox created
+ *     before the CA table existed (schema step 3) gets its CA on the first
+ *     read of it, under the write lock, so every reader sees the same one.
  *   - API keys: "msk_live_" + 43 base64url characters (32 random bytes),
  *     returned once, in sodium_malloc'd memory, by tenancy_api_key_create().
  *     Only a keyed BLAKE2b hash is stored (subkey MASTER_KEY_PURPOSE_API_KEYS,
@@ -59,6 +65,8 @@
  */
 #define TENANCY_KEY_TOUCH_INTERVAL_US (60 * 1000000LL)
 
+struct mitm_ca;
+struct sandbox_ca_public;
 struct tenancy;
 struct vault;
 
@@ -77,7 +85,8 @@ struct tenancy_sandbox_spec {
 
 /*
  * Open on state_dir (state.db, created if missing) with the process' master
- * key; the API-key subkey is derived here and kept (key may be freed after).
+ * key; the API-key and CA-key subkeys are derived here and kept (key may be
+ * freed after).
  */
 __attribute__((warn_unused_result))
 int tenancy_open(const char *state_dir, const struct master_key *key,
@@ -131,6 +140,23 @@ int tenancy_sandbox_list(struct tenancy *t, const struct tenancy_sandbox_filter 
 __attribute__((warn_unused_result))
 int tenancy_sandbox_delete(struct tenancy *t, struct vault *v, const char *tenant_id,
 			   const char *id);
+/*
+ * The sandbox's CA with its private key, for the data path (tenant_id NULL
+ * = any tenant; another tenant's sandbox is -ENOENT).  mitm_ca_free() it.
+ * -EBADMSG / -EKEYREJECTED: the stored CA fails mitm_ca_load()'s checks
+ * (tampered, or state.db under another master key).  ~1 ms of CPU.
+ */
+__attribute__((warn_unused_result))
+int tenancy_sandbox_ca_load(struct tenancy *t, const char *tenant_id, const char *id,
+			    struct mitm_ca **ret_ca);
+/*
+ * The certificate only (PEM, validity, fingerprint; sandbox_ca.h), for the
+ * control API: the sealed key is not even read.  Release with
+ * sandbox_ca_public_clear().
+ */
+__attribute__((warn_unused_result))
+int tenancy_sandbox_ca_public(struct tenancy *t, const char *tenant_id, const char *id,
+			      struct sandbox_ca_public *ret_pub);
 /* The scope-walk attribution of a sandbox; points into s. */
 void tenancy_sandbox_attribution(const struct tenancy_sandbox *s,
 				 struct scope_walk_attribution *ret_attribution);

@@ -832,6 +832,81 @@ static void test_wrong_method_answers_405_with_allow(void **state)
 	drop(r.json);
 }
 
+/* ---- sandbox CA ------------------------------------------------------------ */
+
+/* An answer's object holds no private key, in any spelling we know. */
+static void assert_no_private_key(const json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	assert_non_null(text);
+	assert_null(strstr(text, "PRIVATE KEY"));
+	assert_null(strstr(text, "sealed"));
+	jfree(text);
+}
+
+static void test_sandbox_ca_answers_the_certificate_only(void **state)
+{
+	struct fixture *f = *state;
+	char target[128], again_target[128];
+	const char *pem, *fp;
+	json_t *j, *again;
+	struct reply r;
+
+	snprintf(target, sizeof(target), "/v1/sandboxes/%s/ca", f->sbx);
+	j = ADMIN(200, "GET", target, NULL);
+	assert_int_equal(json_object_size(j), 5);
+	assert_string_equal(jstr(j, "sandbox_id"), f->sbx);
+	pem = jstr(j, "certificate_pem");
+	assert_int_equal(strncmp(pem, "-----BEGIN CERTIFICATE-----\n", 28), 0);
+	assert_non_null(strstr(pem, "-----END CERTIFICATE-----\n"));
+	assert_rfc3339_micro(jstr(j, "not_before"));
+	assert_rfc3339_micro(jstr(j, "not_after"));
+	assert_true(strcmp(jstr(j, "not_before"), jstr(j, "not_after")) < 0);
+	fp = jstr(j, "sha256_fingerprint");
+	assert_int_equal(strlen(fp), 95);
+	for (size_t i = 0; i < 95; i++)
+		assert_true(i % 3 == 2 ? fp[i] == ':' : strchr("0123456789ABCDEF", fp[i]) != NULL);
+	assert_no_private_key(j);
+	/* Stable: the same certificate every time, and after a restart. */
+	again = ADMIN(200, "GET", target, NULL);
+	assert_string_equal(jstr(again, "certificate_pem"), pem);
+	drop(again);
+	reopen(f);
+	again = ADMIN(200, "GET", target, NULL);
+	assert_string_equal(jstr(again, "certificate_pem"), pem);
+	assert_string_equal(jstr(again, "sha256_fingerprint"), fp);
+	drop(again);
+	/* Over TCP, the owning tenant's key sees its own sandbox's CA. */
+	again = TCP(f->key_b, 201, "POST", "/v1/sandboxes", "{}");
+	snprintf(again_target, sizeof(again_target), "/v1/sandboxes/%s/ca", jstr(again, "id"));
+	drop(again);
+	again = TCP(f->key_b, 200, "GET", again_target, NULL);
+	assert_string_not_equal(jstr(again, "certificate_pem"), pem);
+	assert_no_private_key(again);
+	drop(again);
+	/* Another tenant's sandbox: exactly a missing one. */
+	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", again_target, NULL);
+	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", target, NULL);
+	expect_error(f, ADMIN_CALLER, NULL, 404, "not_found", "GET",
+		     "/v1/sandboxes/sbx_000000000000000000000000/ca", NULL);
+	expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "GET", "/v1/sandboxes/nope/ca",
+		     NULL);
+	/* Read-only: the CA is made with the sandbox, never by a request. */
+	r = call(f, ADMIN_CALLER, NULL, "POST", target, "{}");
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "GET");
+	drop(r.json);
+	r = call(f, TCP_CALLER, f->key_b, "DELETE", again_target, NULL);
+	assert_int_equal(r.status, 405);
+	drop(r.json);
+	/* Gone with the sandbox. */
+	snprintf(again_target, sizeof(again_target), "/v1/sandboxes/%s", f->sbx);
+	assert_null(ADMIN(204, "DELETE", again_target, NULL));
+	expect_error(f, ADMIN_CALLER, NULL, 404, "not_found", "GET", target, NULL);
+	drop(j);
+}
+
 /* ---- isolation ------------------------------------------------------------ */
 
 struct b_world {
@@ -895,6 +970,8 @@ static void test_tenant_isolation_answers_404_for_everything_of_another_tenant(v
 	char secrets_view[128];
 
 	snprintf(secrets_view, sizeof(secrets_view), "%s/secrets", w.sbx_path);
+	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", secrets_view, NULL);
+	snprintf(secrets_view, sizeof(secrets_view), "%s/ca", w.sbx_path);
 	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", secrets_view, NULL);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
 		expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", probes[i].method,
@@ -1240,6 +1317,7 @@ int main(void)
 		T(test_path_segments_are_percent_decoded_once),
 		T(test_media_type_parameters_are_accepted),
 		T(test_wrong_method_answers_405_with_allow),
+		T(test_sandbox_ca_answers_the_certificate_only),
 		T(test_tenant_isolation_answers_404_for_everything_of_another_tenant),
 		T(test_malformed_and_unauthorized_requests_get_exact_errors),
 		T(test_everything_survives_a_restart),

@@ -11,9 +11,12 @@
 #include <string.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "mitm_ca.h"
+#include "sandbox_ca.h"
 #include "store.h"
 #include "tenancy.h"
 #include "vault.h"
@@ -555,6 +558,291 @@ static void test_use_of_a_key_is_recorded(void **state)
 	tenancy_api_key_secret_free(full);
 }
 
+/* ---- sandbox CAs --------------------------------------------------------- */
+
+/* The public half, asserted to be there. */
+static void ca_public_ok(struct fixture *f, const char *tenant, const char *id,
+			 struct sandbox_ca_public *out)
+{
+	int r = tenancy_sandbox_ca_public(f->t, tenant, id, out);
+
+	if (r != 0)
+		fail_msg("sandbox CA public: %d %s", r, tenancy_errmsg(f->t));
+}
+
+static struct mitm_ca *ca_load_ok(struct fixture *f, const char *id)
+{
+	struct mitm_ca *ca = NULL;
+	int r = tenancy_sandbox_ca_load(f->t, NULL, id, &ca);
+
+	if (r != 0)
+		fail_msg("sandbox CA load: %d %s", r, tenancy_errmsg(f->t));
+	return ca;
+}
+
+/* The loaded CA's certificate is the one the API shows. */
+static void assert_ca_matches(struct mitm_ca *ca, const char *id, const char *pem)
+{
+	char *got = NULL;
+	size_t len = 0;
+
+	assert_string_equal(mitm_ca_sandbox_id(ca), id);
+	assert_int_equal(mitm_ca_cert_pem(ca, &got, &len), 0);
+	assert_string_equal(got, pem);
+	free(got);
+}
+
+/* Run one statement on state.db behind the store's back (tests only). */
+static void db_exec(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	char *msg = NULL;
+
+	assert_int_equal(sqlite3_open_v2(f->db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+	sqlite3_close(db);
+}
+
+/* Flip the low bit of byte off of a sandbox's sealed key. */
+static void flip_sealed_bit(struct fixture *f, const char *id, int off)
+{
+	unsigned char blob[2048];
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int len;
+
+	assert_int_equal(sqlite3_open_v2(f->db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed_key FROM tenancy_sandbox_cas"
+					    " WHERE sandbox_id = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	len = sqlite3_column_bytes(st, 0);
+	assert_true(len > off && (size_t)len <= sizeof(blob));
+	memcpy(blob, sqlite3_column_blob(st, 0), (size_t)len);
+	sqlite3_finalize(st);
+	blob[off] ^= 1;
+	assert_int_equal(sqlite3_prepare_v2(db, "UPDATE tenancy_sandbox_cas SET sealed_key = ?2"
+					    " WHERE sandbox_id = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, blob, len, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static int db_count_cas(struct fixture *f, const char *id)
+{
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int n;
+
+	assert_int_equal(sqlite3_open_v2(f->db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM tenancy_sandbox_cas"
+					    " WHERE sandbox_id = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void test_sandbox_is_created_with_its_ca(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct sandbox_ca_public pub, other;
+	struct tenancy_sandbox s;
+	struct mitm_ca *ca;
+	time_t now = time(NULL);
+
+	create_ok(f, &spec, &s);
+	assert_int_equal(db_count_cas(f, s.id), 1);
+	ca_public_ok(f, "t1", s.id, &pub);
+	assert_int_equal(strncmp(pub.cert_pem, "-----BEGIN CERTIFICATE-----\n", 28), 0);
+	assert_int_equal(strlen(pub.cert_pem), pub.cert_pem_len);
+	assert_null(strstr(pub.cert_pem, "PRIVATE KEY"));
+	assert_int_equal(strlen(pub.sha256_fingerprint), SANDBOX_CA_FINGERPRINT_LEN);
+	assert_true(pub.not_before <= now - MITM_CA_BACKDATE_S + 5 &&
+		    pub.not_before >= now - MITM_CA_BACKDATE_S - 5);
+	assert_int_equal(pub.not_after - pub.not_before,
+			 (time_t)MITM_CA_VALIDITY_DAYS * 86400 + MITM_CA_BACKDATE_S);
+	ca = ca_load_ok(f, s.id);
+	assert_ca_matches(ca, s.id, pub.cert_pem);
+	assert_int_equal(mitm_ca_not_after(ca), pub.not_after);
+	mitm_ca_free(ca);
+	/* Another tenant's sandbox has no CA for this caller either. */
+	assert_int_equal(tenancy_sandbox_ca_public(f->t, "t2", s.id, &other), -ENOENT);
+	ca = NULL;
+	assert_int_equal(tenancy_sandbox_ca_load(f->t, "t2", s.id, &ca), -ENOENT);
+	assert_null(ca);
+	assert_int_equal(tenancy_sandbox_ca_public(f->t, NULL, "sbx_000000000000000000000000",
+						   &other), -ENOENT);
+	assert_int_equal(tenancy_sandbox_ca_public(f->t, NULL, "sbx_nope", &other), -EINVAL);
+	/* Each sandbox its own CA. */
+	create_ok(f, &spec, &s);
+	ca_public_ok(f, "t1", s.id, &other);
+	assert_string_not_equal(other.cert_pem, pub.cert_pem);
+	assert_string_not_equal(other.sha256_fingerprint, pub.sha256_fingerprint);
+	sandbox_ca_public_clear(&other);
+	sandbox_ca_public_clear(&pub);
+}
+
+static void test_sandbox_ca_survives_a_restart(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t2");
+	struct sandbox_ca_public before, after;
+	struct tenancy_sandbox s;
+	struct mitm_ca *ca;
+
+	create_ok(f, &spec, &s);
+	ca_public_ok(f, NULL, s.id, &before);
+	reopen(f);
+	ca_public_ok(f, "t2", s.id, &after);
+	assert_string_equal(before.cert_pem, after.cert_pem);
+	assert_string_equal(before.sha256_fingerprint, after.sha256_fingerprint);
+	ca = ca_load_ok(f, s.id);
+	assert_ca_matches(ca, s.id, before.cert_pem);
+	mitm_ca_free(ca);
+	sandbox_ca_public_clear(&before);
+	sandbox_ca_public_clear(&after);
+}
+
+static void test_sandbox_ca_refuses_a_tampered_or_foreign_key(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct tenancy_sandbox s, s2;
+	struct master_key *other = NULL;
+	struct tenancy *t2 = NULL;
+	struct mitm_ca *ca = NULL;
+	char sql[512], path[PATH_MAX + 16];
+
+	create_ok(f, &spec, &s);
+	create_ok(f, &spec, &s2);
+	/* Under another master key the blob does not open. */
+	snprintf(path, sizeof(path), "%s/other.key", f->root);
+	assert_int_equal(master_key_create(path, &other, f->err, sizeof(f->err)), 0);
+	assert_int_equal(tenancy_open(f->state_dir, other, &t2, f->err, sizeof(f->err)), 0);
+	assert_int_equal(tenancy_sandbox_ca_load(t2, NULL, s.id, &ca), -EBADMSG);
+	assert_null(ca);
+	tenancy_close(t2);
+	master_key_free(other);
+	/* One flipped bit in the ciphertext. */
+	flip_sealed_bit(f, s.id, 40);
+	assert_int_equal(tenancy_sandbox_ca_load(f->t, NULL, s.id, &ca), -EBADMSG);
+	assert_null(ca);
+	/* Another sandbox's (intact) blob: the associated data binds the id. */
+	snprintf(sql, sizeof(sql),
+		 "UPDATE tenancy_sandbox_cas SET sealed_key = (SELECT sealed_key FROM"
+		 " tenancy_sandbox_cas WHERE sandbox_id = '%s') WHERE sandbox_id = '%s'",
+		 s2.id, s.id);
+	db_exec(f, sql);
+	assert_int_equal(tenancy_sandbox_ca_load(f->t, NULL, s.id, &ca), -EBADMSG);
+	assert_null(ca);
+	/* The untouched one still loads; the public half never needed the key. */
+	ca = ca_load_ok(f, s2.id);
+	mitm_ca_free(ca);
+	{
+		struct sandbox_ca_public pub;
+
+		ca_public_ok(f, "t1", s.id, &pub);
+		sandbox_ca_public_clear(&pub);
+	}
+}
+
+static void test_sandbox_ca_is_deleted_with_the_sandbox(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct sandbox_ca_public pub;
+	struct tenancy_sandbox s, keep;
+	struct store_sandbox_ca row;
+	struct store *st = NULL;
+
+	create_ok(f, &spec, &s);
+	create_ok(f, &spec, &keep);
+	assert_int_equal(tenancy_sandbox_delete(f->t, f->v, "t1", s.id), 0);
+	assert_int_equal(db_count_cas(f, s.id), 0);
+	assert_int_equal(db_count_cas(f, keep.id), 1);
+	assert_int_equal(tenancy_sandbox_ca_public(f->t, NULL, s.id, &pub), -ENOENT);
+	assert_int_equal(store_open(f->state_dir, &st, f->err, sizeof(f->err)), 0);
+	assert_int_equal(store_sandbox_ca_get(st, s.id, STORE_WITH_SEALED_KEY, &row), -ENOENT);
+	store_close(st);
+}
+
+static void test_store_keeps_one_ca_per_existing_sandbox(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct store_sandbox_ca row, got;
+	struct tenancy_sandbox s;
+	struct store *st = NULL;
+	uint8_t blob[3] = { 1, 2, 3 };
+	char pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+	create_ok(f, &spec, &s);
+	assert_int_equal(store_open(f->state_dir, &st, f->err, sizeof(f->err)), 0);
+	memset(&row, 0, sizeof(row));
+	snprintf(row.sandbox_id, sizeof(row.sandbox_id), "%s", s.id);
+	row.cert_pem = pem;
+	row.cert_pem_len = strlen(pem);
+	row.sealed_key = blob;
+	row.sealed_key_len = sizeof(blob);
+	assert_int_equal(store_sandbox_ca_insert(st, &row), -EEXIST);
+	snprintf(row.sandbox_id, sizeof(row.sandbox_id), "sbx_000000000000000000000000");
+	assert_int_equal(store_sandbox_ca_insert(st, &row), -ENOENT);
+	row.cert_pem_len = 3;
+	assert_int_equal(store_sandbox_ca_insert(st, &row), -EINVAL);
+	/* Without the flag the sealed key is not even read. */
+	assert_int_equal(store_sandbox_ca_get(st, s.id, 0, &got), 0);
+	assert_null(got.sealed_key);
+	assert_int_equal(got.sealed_key_len, 0);
+	store_sandbox_ca_clear(&got);
+	assert_int_equal(store_sandbox_ca_get(st, s.id, STORE_WITH_SEALED_KEY, &got), 0);
+	assert_non_null(got.sealed_key);
+	assert_true(got.sealed_key_len > 1 + 24 + 16);
+	store_sandbox_ca_clear(&got);
+	assert_int_equal(store_sandbox_ca_delete(st, s.id), 0);
+	assert_int_equal(store_sandbox_ca_delete(st, s.id), -ENOENT);
+	store_close(st);
+}
+
+/* A sandbox created before schema step 3 (or whose row was lost) gets a
+ * CA on first use, and then keeps that one. */
+static void test_sandbox_from_schema_2_gets_its_ca_on_first_use(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct sandbox_ca_public first, again;
+	struct tenancy_sandbox s;
+	struct mitm_ca *ca;
+
+	create_ok(f, &spec, &s);
+	tenancy_close(f->t);
+	vault_close(f->v);
+	f->t = NULL;
+	f->v = NULL;
+	db_exec(f, "DROP TABLE tenancy_sandbox_cas; PRAGMA user_version = 2;");
+	assert_int_equal(vault_open(f->state_dir, f->key, &f->v, f->err, sizeof(f->err)), 0);
+	reopen(f); /* runs step 3 again */
+	assert_int_equal(db_count_cas(f, s.id), 0);
+	ca_public_ok(f, "t1", s.id, &first);
+	assert_int_equal(db_count_cas(f, s.id), 1);
+	ca_public_ok(f, "t1", s.id, &again);
+	assert_string_equal(first.cert_pem, again.cert_pem);
+	ca = ca_load_ok(f, s.id);
+	assert_ca_matches(ca, s.id, first.cert_pem);
+	mitm_ca_free(ca);
+	sandbox_ca_public_clear(&first);
+	sandbox_ca_public_clear(&again);
+	/* Deleting it still takes the CA along. */
+	assert_int_equal(tenancy_sandbox_delete(f->t, f->v, NULL, s.id), 0);
+	assert_int_equal(db_count_cas(f, s.id), 0);
+}
+
 /* ---- schema -------------------------------------------------------------- */
 
 static void test_migration_adds_prefixed_tables_at_the_current_version(void **state)
@@ -579,7 +867,7 @@ static void test_migration_adds_prefixed_tables_at_the_current_version(void **st
 		assert_true(strncmp(name, "vault_", 6) == 0 || strncmp(name, "tenancy_", 8) == 0);
 		tables += strncmp(name, "tenancy_", 8) == 0;
 	}
-	assert_int_equal(tables, 3);
+	assert_int_equal(tables, 4);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
@@ -628,6 +916,12 @@ int main(void)
 		T(test_revoked_key_never_verifies_and_revoke_is_idempotent),
 		T(test_keys_verify_only_under_the_same_master_key),
 		T(test_use_of_a_key_is_recorded),
+		T(test_sandbox_is_created_with_its_ca),
+		T(test_sandbox_ca_survives_a_restart),
+		T(test_sandbox_ca_refuses_a_tampered_or_foreign_key),
+		T(test_sandbox_ca_is_deleted_with_the_sandbox),
+		T(test_store_keeps_one_ca_per_existing_sandbox),
+		T(test_sandbox_from_schema_2_gets_its_ca_on_first_use),
 		T(test_migration_adds_prefixed_tables_at_the_current_version),
 		T(test_rows_survive_a_restart),
 #undef T
