@@ -41,6 +41,8 @@ static int bc_set_connect_to(struct broker_config *cfg, const struct bc_option *
 			     const char *value, char *err, size_t err_size);
 static int bc_set_log_level(struct broker_config *cfg, const struct bc_option *o,
 			    const char *value, char *err, size_t err_size);
+static int bc_set_on_off(struct broker_config *cfg, const struct bc_option *o,
+			 const char *value, char *err, size_t err_size);
 
 #define BC_FIELD(f) offsetof(struct broker_config, f)
 #define BC_STR(x) BC_STR_(x)
@@ -86,6 +88,9 @@ static const struct bc_option bc_options[] = {
 	{ "shutdown-timeout", "SECONDS", BC_STR(BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT),
 	  "on SIGTERM/SIGINT, wait this long for requests in progress (1..3600)",
 	  bc_set_uint, BC_FIELD(shutdown_timeout), 1, 3600, .in_file = true },
+	{ "vsock-listen", "on|off", "off",
+	  "accept guests on AF_VSOCK port 1024 (sandbox by peer CID); needs /dev/vhost-vsock guests",
+	  bc_set_on_off, BC_FIELD(vsock_listen), .in_file = true },
 };
 
 #define BC_N_OPTIONS (sizeof(bc_options) / sizeof(bc_options[0]))
@@ -191,6 +196,22 @@ static int bc_set_uint(struct broker_config *cfg, const struct bc_option *o,
 	if (r == -ERANGE)
 		return bc_fail(err, err_size, r, "%s is out of range %u..%u",
 			       bc_quote(value, q), o->min, o->max);
+	return 0;
+}
+
+/* "on" or "off", exactly. */
+static int bc_set_on_off(struct broker_config *cfg, const struct bc_option *o,
+			 const char *value, char *err, size_t err_size)
+{
+	bool *field = (bool *)((char *)cfg + o->offset);
+	char q[72];
+
+	if (strcmp(value, "on") == 0)
+		*field = true;
+	else if (strcmp(value, "off") == 0)
+		*field = false;
+	else
+		return bc_fail(err, err_size, -EINVAL, "'%s' must be on or off", bc_quote(value, q));
 	return 0;
 }
 

@@ -90,6 +90,7 @@ struct broker_config {
 	unsigned idle_timeout;      /* seconds */
 	unsigned worker_threads;
 	unsigned shutdown_timeout;  /* seconds */
+	bool vsock_listen;          /* AF_VSOCK guest listener (default off) */
 };
 
 __attribute__((warn_unused_result))

@@ -26,6 +26,7 @@
 #include "broker_config.h"
 #include "control_api.h"
 #include "control_server.h"
+#include "guest_gateway.h"
 #include "log.h"
 #include "master_key.h"
 
@@ -46,6 +47,7 @@ struct broker {
 	uv_signal_t sig_term, sig_int, sig_hup;
 	bool signals_open;
 	struct control_server *server;
+	struct guest_gateway *gateway;
 	bool stopping;
 	bool abandoned;        /* shutdown gave up: workers may still run */
 };
@@ -286,6 +288,8 @@ static void broker_on_signal(uv_signal_t *h, int signum)
 		log_uint(&l, "timeout_s", b->cfg.shutdown_timeout);
 		log_end(&l);
 	}
+	/* First: answers exec requests blocked on workers, so the server can drain. */
+	guest_gateway_shutdown(b->gateway);
 	control_server_shutdown(b->server, (uint64_t)b->cfg.shutdown_timeout * 1000,
 				broker_on_server_done, b);
 }
@@ -304,6 +308,30 @@ static int broker_start_signals(struct broker *b)
 	for (size_t i = 0; i < 3; i++)
 		if ((r = uv_signal_start(sigs[i], broker_on_signal, nums[i])) < 0)
 			return broker_fail("cannot handle signals: %s", uv_strerror(r));
+	return 0;
+}
+
+/*
+ * The guest side: listeners for every sandbox with a transport, and the
+ * control API's events.  Half the worker threads at most may wait in exec
+ * (each exec holds one until the command ends): the rest keep serving the
+ * API and the gateway's own store lookups.
+ */
+static int broker_start_gateway(struct broker *b)
+{
+	struct guest_gateway_options opts = {
+		.state_dir = b->cfg.state_dir,
+		.master_key = b->key,
+		.connect_to = b->cfg.connect_to,
+		.n_connect_to = b->cfg.n_connect_to,
+		.vsock_listen = b->cfg.vsock_listen,
+		.max_execs = b->cfg.worker_threads / 2 ? b->cfg.worker_threads / 2 : 1,
+	};
+	char err[BROKER_ERR_MAX] = "";
+
+	if (guest_gateway_start(&b->loop, &opts, &b->gateway, err, sizeof(err)) < 0)
+		return broker_fail("guest gateway: %s", err);
+	control_api_set_events(guest_gateway_events(b->gateway));
 	return 0;
 }
 
@@ -355,7 +383,8 @@ static int broker_start(struct broker *b)
 	if ((r = uv_loop_init(&b->loop)) < 0)
 		return broker_fail("cannot create the event loop: %s", uv_strerror(r));
 	b->loop_open = true;
-	if (broker_start_server(b) < 0 || broker_start_signals(b) < 0)
+	if (broker_start_gateway(b) < 0 || broker_start_server(b) < 0 ||
+	    broker_start_signals(b) < 0)
 		return -1;
 	broker_log_rules(&b->cfg);
 	broker_log_ready(b);
@@ -367,11 +396,14 @@ static void broker_cleanup(struct broker *b)
 {
 	if (b->loop_open) {
 		broker_close_signals(b);
+		guest_gateway_shutdown(b->gateway);
 		if (b->server && !b->stopping)
 			control_server_shutdown(b->server, (uint64_t)b->cfg.shutdown_timeout * 1000,
 						broker_on_server_done, b);
 		uv_run(&b->loop, UV_RUN_DEFAULT); /* let close callbacks run */
 		control_server_free(b->server);
+		control_api_set_events(NULL);
+		guest_gateway_free(b->gateway);
 		if (uv_loop_close(&b->loop) < 0)
 			log_event(LOG_LEVEL_WARN, "loop_close_failed", "reason", "handles still open");
 	}

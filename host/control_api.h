@@ -82,6 +82,37 @@ int control_api_handle(struct control_api *api, const struct control_request *re
 		       struct control_response *ret_resp);
 void control_response_free(struct control_response *resp);
 
+/*
+ * Events for the guest gateway (guest_gateway.h), process-wide.
+ *
+ * control_api_set_events() is called once, before any worker runs a request
+ * (the pointer is read without a lock); ev and what it points to outlive
+ * every request.  The callbacks run on the worker thread of the request,
+ * after the change is committed, and must not block on anything but the
+ * loop they hand the event to:
+ *   - sandbox_created / sandbox_deleted: with the sandbox as it was;
+ *   - bindings_changed: a secret was set, rotated or deleted at any scope of
+ *     tenant_id (so the resolved env of any of its sandboxes may differ);
+ *   - exec: POST /v1/sandboxes/{id}/exec for sandbox s (already in the
+ *     caller's reach), raw JSON body (a JSON object; schema in docs/api.md).
+ *     Blocks until the command ends or times out and fills *ret_resp (a
+ *     complete response, as control_api_handle() would).  0, or -errno when
+ *     no response could be built (the server answers a bare 500).
+ * Without events (NULL, the default) the exec route answers 503
+ * guest_not_connected and the other events are not reported.
+ */
+struct tenancy_sandbox;
+struct control_api_events {
+	void (*sandbox_created)(void *data, const struct tenancy_sandbox *s);
+	void (*sandbox_deleted)(void *data, const struct tenancy_sandbox *s);
+	void (*bindings_changed)(void *data, const char *tenant_id);
+	int (*exec)(void *data, const struct tenancy_sandbox *s, const uint8_t *body,
+		    size_t body_len, struct control_response *ret_resp);
+	void *data;
+};
+
+void control_api_set_events(const struct control_api_events *ev);
+
 /* An error response built outside the handlers (e.g. 400 from the codec). */
 __attribute__((warn_unused_result))
 int control_response_error(int status, const char *code, const char *message,

@@ -85,6 +85,8 @@ struct capi_route {
 };
 
 extern const struct capi_route capi_routes[];
+/* control_api_set_events(); NULL: none. */
+extern const struct control_api_events *capi_events;
 extern const size_t capi_n_routes;
 
 /* ---- control_api.c: results ---------------------------------------------- */

@@ -23,6 +23,13 @@
 
 #define N_FIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
+const struct control_api_events *capi_events;
+
+void control_api_set_events(const struct control_api_events *ev)
+{
+	capi_events = ev;
+}
+
 /* ---- reach: what this caller may see ------------------------------------- */
 
 /* The tenant named by the request (NULL: the caller's own, or "default" for
@@ -269,6 +276,8 @@ static int h_sandbox_create(struct capi_ctx *c)
 		return r;
 	if ((r = tenancy_sandbox_create(c->api->tenancy, &spec, &s)) != 0)
 		return capi_fail_tenancy(c, r);
+	if (capi_events && capi_events->sandbox_created)
+		capi_events->sandbox_created(capi_events->data, &s);
 	return capi_reply(c, 201, capi_json_sandbox(&s));
 }
 
@@ -329,6 +338,8 @@ static int h_sandbox_delete(struct capi_ctx *c)
 	r = tenancy_sandbox_delete(c->api->tenancy, c->api->vault, s.tenant_id, s.id);
 	if (r != 0)
 		return capi_fail_tenancy(c, r);
+	if (capi_events && capi_events->sandbox_deleted)
+		capi_events->sandbox_deleted(capi_events->data, &s);
 	return capi_reply_empty(c, 204);
 }
 
@@ -638,6 +649,14 @@ static int capi_hosts(struct capi_ctx *c, const char *hosts[VAULT_HOSTS_MAX], si
 	return 0;
 }
 
+/* Rotation keeps placeholders, so the guest env cannot change; it is still
+ * reported: the gateway recomputes and sends nothing when nothing differs. */
+static void capi_bindings_changed(const char *tenant_id)
+{
+	if (capi_events && capi_events->bindings_changed)
+		capi_events->bindings_changed(capi_events->data, tenant_id);
+}
+
 static int h_secret_put(struct capi_ctx *c)
 {
 	const char *hosts[VAULT_HOSTS_MAX];
@@ -660,6 +679,7 @@ static int h_secret_put(struct capi_ctx *c)
 	spec.tenant_allows_end_user_credentials = tg.allow_end_user;
 	if ((r = vault_secret_set(c->api->vault, &spec, &res)) != 0)
 		return capi_fail_vault(c, r);
+	capi_bindings_changed(tg.ref.tenant_id);
 	return capi_reply_secret(c, &tg, res.created ? 201 : 200);
 }
 
@@ -682,6 +702,7 @@ static int h_secret_rotate(struct capi_ctx *c)
 		return r;
 	if ((r = vault_secret_rotate(c->api->vault, &tg.ref, value, len, NULL)) != 0)
 		return capi_fail_vault(c, r);
+	capi_bindings_changed(tg.ref.tenant_id);
 	return capi_reply_secret(c, &tg, 200);
 }
 
@@ -694,6 +715,7 @@ static int h_secret_delete(struct capi_ctx *c)
 		return r;
 	if ((r = vault_secret_delete(c->api->vault, &tg.ref)) != 0)
 		return capi_fail_vault(c, r);
+	capi_bindings_changed(tg.ref.tenant_id);
 	return capi_reply_empty(c, 204);
 }
 
@@ -746,6 +768,21 @@ static int h_sandbox_secrets(struct capi_ctx *c)
 	return r;
 }
 
+/* ---- exec (the guest gateway runs it; guest_gateway.h) ------------------- */
+
+static int h_sandbox_exec(struct capi_ctx *c)
+{
+	struct tenancy_sandbox s;
+	int r;
+
+	if ((r = capi_sandbox_in_reach(c, &s)) != 0)
+		return r;
+	if (!capi_events || !capi_events->exec)
+		return control_response_error(503, "guest_not_connected",
+					      "no guest gateway in this process", c->resp);
+	return capi_events->exec(capi_events->data, &s, c->req->body, c->req->body_len, c->resp);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const char *const sandbox_list_query[] = {
@@ -772,6 +809,7 @@ const struct capi_route capi_routes[] = {
 	{ "PATCH", "/v1/sandboxes/{sandbox}", BODY, NULL, h_sandbox_patch },
 	{ "DELETE", "/v1/sandboxes/{sandbox}", 0, NULL, h_sandbox_delete },
 	{ "GET", "/v1/sandboxes/{sandbox}/ca", 0, NULL, h_sandbox_ca },
+	{ "POST", "/v1/sandboxes/{sandbox}/exec", BODY, NULL, h_sandbox_exec },
 	{ "GET", "/v1/sandboxes/{sandbox}/secrets", 0, NULL, h_sandbox_secrets },
 	{ "PUT", SANDBOX_SECRET, BODY, NULL, h_secret_put },
 	{ "POST", SANDBOX_SECRET "/rotate", BODY, NULL, h_secret_rotate },

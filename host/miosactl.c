@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl_client.h"
 #include "ctl_output.h"
@@ -1226,6 +1227,208 @@ static int cl_health(struct cl *c, const struct cl_command *cmd, int argc, char 
 	return ex;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* exec                                                                */
+
+#define CL_EXEC_STDIN_MAX (32u * 1024)   /* the broker's cap (guest_exec.h) */
+#define CL_EXEC_ENV_MAX 256
+#define CL_EXEC_STATUS_TIMEOUT 124        /* as timeout(1) */
+#define CL_EXEC_STATUS_NOT_STARTED 127    /* as a shell's "command not found" */
+
+/* Standard input, when it is not a terminal: at most CL_EXEC_STDIN_MAX bytes. */
+static int cl_exec_stdin(json_t *body)
+{
+	unsigned char *buf, *p;
+	size_t n = 0, cap = sodium_base64_ENCODED_LEN(CL_EXEC_STDIN_MAX + 1,
+						      sodium_base64_VARIANT_ORIGINAL);
+	char *b64;
+	int ex = CL_EXIT_OK;
+
+	if (isatty(STDIN_FILENO))
+		return CL_EXIT_OK;
+	if (!(buf = malloc(CL_EXEC_STDIN_MAX + 1)) || !(b64 = malloc(cap))) {
+		free(buf);
+		return cl_error("out of memory");
+	}
+	for (p = buf; n <= CL_EXEC_STDIN_MAX;) {
+		size_t got = fread(p, 1, CL_EXEC_STDIN_MAX + 1 - n, stdin);
+
+		if (got == 0)
+			break;
+		n += got;
+		p += got;
+	}
+	if (ferror(stdin))
+		ex = cl_error("cannot read standard input: %s", strerror(errno));
+	else if (n > CL_EXEC_STDIN_MAX)
+		ex = cl_error("standard input is over %u bytes; pass larger input another way",
+			      CL_EXEC_STDIN_MAX);
+	else if (n > 0) {
+		sodium_bin2base64(b64, cap, buf, n, sodium_base64_VARIANT_ORIGINAL);
+		if (json_object_set_new(body, "stdin", json_string(b64)) != 0)
+			ex = cl_error("out of memory");
+	}
+	free(buf);
+	free(b64);
+	return ex;
+}
+
+/* A base64 field of the answer, raw to f. */
+static int cl_exec_write(const json_t *ans, const char *key, FILE *f)
+{
+	const char *s = json_string_value(json_object_get(ans, key));
+	size_t len = s ? strlen(s) : 0, n = 0;
+	unsigned char *bin;
+
+	if (!s)
+		return cl_error("answer has no '%s'", key);
+	if (len == 0)
+		return CL_EXIT_OK;
+	if (!(bin = malloc(len)))
+		return cl_error("out of memory");
+	if (sodium_base642bin(bin, len, s, len, NULL, &n, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) != 0) {
+		free(bin);
+		return cl_error("answer's '%s' is not base64", key);
+	}
+	if (fwrite(bin, 1, n, f) != n) {
+		free(bin);
+		return cl_error("cannot write the command's %s: %s", key, strerror(errno));
+	}
+	free(bin);
+	fflush(f);
+	return CL_EXIT_OK;
+}
+
+/* The command's status as ours: exit code, 128+signal, 124 timeout, 127 not run. */
+static int cl_exec_status(const json_t *ans)
+{
+	const json_t *v;
+
+	if ((v = json_object_get(ans, "exit_code")) && json_is_integer(v))
+		return (int)(json_integer_value(v) & 0xff);
+	if ((v = json_object_get(ans, "signal")) && json_is_integer(v))
+		return 128 + (int)(json_integer_value(v) & 0x7f);
+	if (json_is_true(json_object_get(ans, "timed_out"))) {
+		fprintf(stderr, "miosactl: the command timed out in the guest\n");
+		return CL_EXEC_STATUS_TIMEOUT;
+	}
+	if ((v = json_object_get(ans, "start_error")) && json_is_string(v)) {
+		char text[300];
+
+		ctl_output_sanitize(json_string_value(v), text, sizeof(text));
+		fprintf(stderr, "miosactl: the command did not start: %s\n", text);
+		return CL_EXEC_STATUS_NOT_STARTED;
+	}
+	return cl_error("answer has no outcome");
+}
+
+/* Options before "--" by hand: getopt would permute the command's own. */
+static int cl_exec_options(struct cl *c, const struct cl_command *cmd, int argc, char **argv,
+			   json_t *body, const char **ret_sandbox, int *ret_cmd, uint32_t *ret_timeout)
+{
+	json_t *env = json_object();
+	const char *sandbox = NULL;
+	int i;
+
+	if (!env)
+		return cl_error("out of memory");
+	json_object_set_new(body, "env", env);
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			cl_print_help(cmd);
+			return CL_HELP_DONE;
+		} else if (strcmp(a, "--json") == 0) {
+			c->json = true;
+		} else if (strcmp(a, "--timeout") == 0 || strcmp(a, "--cwd") == 0 ||
+			   strcmp(a, "--env") == 0) {
+			if (!v || strcmp(v, "--") == 0)
+				return cl_usage_error(cmd, "%s needs a value", a);
+			i++;
+			if (strcmp(a, "--timeout") == 0) {
+				if (!cl_parse_u32(v, 1, 86400, ret_timeout))
+					return cl_usage_error(cmd, "--timeout must be 1..86400 seconds");
+			} else if (strcmp(a, "--cwd") == 0) {
+				json_object_set_new(body, "cwd", json_string(v));
+			} else {
+				const char *eq = strchr(v, '=');
+				char name[129];
+
+				if (!eq || eq == v || (size_t)(eq - v) >= sizeof(name) || !cl_is_utf8(v))
+					return cl_usage_error(cmd, "--env needs NAME=VALUE");
+				memcpy(name, v, (size_t)(eq - v));
+				name[eq - v] = '\0';
+				if (json_object_size(env) >= CL_EXEC_ENV_MAX ||
+				    json_object_set_new(env, name, json_string(eq + 1)) != 0)
+					return cl_usage_error(cmd, "bad --env %s", name);
+			}
+		} else if (a[0] == '-') {
+			return cl_usage_error(cmd, "unknown option %.*s", (int)strcspn(a, "="), a);
+		} else if (!sandbox) {
+			sandbox = a;
+		} else {
+			return cl_usage_error(cmd, "the command goes after \"--\"");
+		}
+	}
+	if (!sandbox)
+		return cl_usage_error(cmd, "missing SANDBOX");
+	if (i >= argc || i + 1 >= argc)
+		return cl_usage_error(cmd, "missing \"-- CMD [ARG]...\"");
+	*ret_sandbox = sandbox;
+	*ret_cmd = i + 1;
+	return 0;
+}
+
+static int cl_exec(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	json_t *body = json_object(), *args = json_array(), *ans = NULL;
+	const char *sandbox = NULL;
+	uint32_t timeout_s = 0;
+	struct ctl_target t;
+	int first = 0, ex;
+
+	if (!body || !args) {
+		json_decref(body);
+		json_decref(args);
+		return cl_error("out of memory");
+	}
+	json_object_set_new(body, "argv", args);
+	ex = cl_exec_options(c, cmd, argc, argv, body, &sandbox, &first, &timeout_s);
+	if (ex != 0)
+		goto out;
+	for (int i = first; i < argc; i++)
+		if (!cl_is_utf8(argv[i]) || json_array_append_new(args, json_string(argv[i])) != 0) {
+			ex = cl_usage_error(cmd, "argument %d is not valid UTF-8", i - first);
+			goto out;
+		}
+	if (timeout_s)
+		json_object_set_new(body, "timeout_ms", json_integer((json_int_t)timeout_s * 1000));
+	if ((ex = cl_exec_stdin(body)) != CL_EXIT_OK)
+		goto out;
+	/* The call lasts as long as the command: the broker's own deadline
+	 * (the guest's timeout, default 300 s, + 10 s) plus a margin. */
+	c->timeout_ms = (int)((timeout_s ? timeout_s : 300) + 30) * 1000;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	ctl_target_add_segment(&t, sandbox);
+	ctl_target_add(&t, "/exec");
+	if ((ex = cl_call_object(c, "POST", &t, body, &ans, NULL)) != CL_EXIT_OK)
+		goto out;
+	if (c->json)
+		ex = cl_print_json(ans);
+	else if ((ex = cl_exec_write(ans, "stdout", stdout)) == CL_EXIT_OK)
+		ex = cl_exec_write(ans, "stderr", stderr);
+	if (ex == CL_EXIT_OK)
+		ex = cl_exec_status(ans);
+out:
+	json_decref(body);
+	json_decref(ans);
+	return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+}
+
 /* ------------------------------------------------------------------ */
 /* The command table                                                   */
 
@@ -1334,6 +1537,21 @@ static const struct cl_command cl_commands[] = {
 	  "Show a tenant's settings, or change them.  With the setting off, secrets at\n"
 	  "scope external_user are refused (403 end_user_credentials_disabled).\n"
 	  "TENANT defaults to $MIOSA_TENANT, else \"default\".\n" },
+
+	{ "exec", "", cl_exec,
+	  "exec SANDBOX [--timeout S] [--env NAME=VALUE]... [--cwd DIR] -- CMD [ARG]...",
+	  "Run CMD in the sandbox's guest (its agent must be connected) with the\n"
+	  "placeholder env, and relay its output: the command's stdout and stderr\n"
+	  "bytes go raw to ours (up to 2 MiB together; the rest is cut).  Standard\n"
+	  "input, when it is not a terminal, is sent as the command's stdin (up to\n"
+	  "32 KiB; use </dev/null for none).\n\n"
+	  "  --timeout S        the guest kills the command after S seconds (default 300)\n"
+	  "  --env NAME=VALUE   extra environment variable (repeatable)\n"
+	  "  --cwd DIR          working directory (absolute)\n"
+	  "  --json             print the API's answer (base64 output) instead\n\n"
+	  "Exit status: the command's own; 128+N when killed by signal N; 124 on\n"
+	  "timeout; 127 when it could not start; 1 for API or connection errors\n"
+	  "(e.g. guest_not_connected); 2 usage error.\n" },
 
 	{ "health", "", cl_health, "health",
 	  "Ask the broker whether it is up; prints its status and version.\n" },

@@ -1,0 +1,156 @@
+/*
+ * guest_gateway_internal — what the gateway's files share:
+ * guest_gateway.c (registry, control API events, exec, env resolution),
+ * guest_listener.c (UDS and AF_VSOCK listeners), guest_session.c (one guest
+ * connection: GuestOpen dispatch, control and dns streams) and
+ * guest_egress.c (egress streams: OpenResult and the raw relay seam).
+ * Everything here is loop-thread only unless stated.
+ */
+#ifndef MIOSA_GUEST_GATEWAY_INTERNAL_H
+#define MIOSA_GUEST_GATEWAY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "control_api.h"
+#include "frame.h"
+#include "guest_exec.h"
+#include "guest_gateway.h"
+#include "host_pattern.h"
+#include "tenancy_types.h"
+#include "vault.h"
+#include "wire.h"
+
+struct dns_synth;
+struct gw_conn;
+struct gw_egress;
+struct gw_event;
+struct gw_exec_job;
+struct gw_exec;
+
+struct gw_binding {
+	char name[WIRE_ENV_NAME_MAX + 1];
+	char placeholder[VAULT_PLACEHOLDER_LEN + 1];
+};
+
+struct gw_sandbox {
+	struct guest_gateway *gw;
+	struct gw_sandbox *next;
+	char id[TENANCY_OBJECT_ID_LEN + 1];
+	char tenant_id[TENANCY_TENANT_ID_MAX + 1];
+	struct tenancy_transport transport;
+	/* UDS listener on transport.uds + "_1024". */
+	uv_pipe_t listener;
+	bool listener_open;           /* handle initialised, close pending or not */
+	char listen_path[108];
+	dev_t listen_dev;
+	ino_t listen_ino;
+	struct dns_synth *dns;        /* lazily, on the first dns stream */
+	struct gw_conn *control;      /* the live control stream, if any */
+	struct gw_binding *env;       /* what the guest was last told */
+	size_t n_env;
+	unsigned n_conns;
+	bool deleted;                 /* out of the registry; freed when idle */
+};
+
+enum gw_conn_kind {
+	GW_CONN_OPENING,  /* waiting for GuestOpen */
+	GW_CONN_CONTROL,
+	GW_CONN_DNS,
+	GW_CONN_EGRESS,
+};
+
+struct gw_conn {
+	struct guest_gateway *gw;
+	struct gw_sandbox *sb;
+	struct gw_conn *prev, *next;  /* gw->conns */
+	union {
+		uv_pipe_t pipe;
+		uv_stream_t stream;
+		uv_handle_t handle;
+	} h;
+	uv_timer_t timer;             /* open timeout; then ping (control) or connect (egress) */
+	enum gw_conn_kind kind;
+	unsigned refs;                /* open handles + work in flight; free at 0 */
+	bool closing;
+	struct frame_decoder *dec;    /* opening and control */
+	uint8_t *rbuf;                /* FRAME_MAX_SIZE, opening and control */
+	/* control */
+	bool acked;
+	bool resolving, resolve_again;
+	bool ping_outstanding;
+	uint64_t ping_nonce;
+	uint64_t next_exec_id;
+	struct gw_exec *execs;
+	/* egress */
+	struct gw_egress *eg;
+};
+
+struct guest_gateway {
+	uv_loop_t *loop;
+	struct guest_gateway_options opts;
+	char *state_dir;
+	struct control_api_events events;
+	/* Worker -> loop.  mu guards queue, closed and execs_running. */
+	uv_mutex_t mu;
+	uv_async_t async;
+	bool async_open;
+	struct gw_event *queue_head, **queue_tail;
+	bool closed;
+	unsigned execs_running;
+	/* Loop only. */
+	struct gw_sandbox *sandboxes;
+	struct gw_conn *conns;
+	unsigned n_conns;
+	bool shutting_down;
+	int vsock_fd;
+	uv_poll_t vsock_poll;
+	bool vsock_open;
+};
+
+/* guest_gateway.c */
+struct gw_sandbox *gw_sandbox_find(struct guest_gateway *gw, const char *id);
+struct gw_sandbox *gw_sandbox_find_cid(struct guest_gateway *gw, uint32_t cid);
+void gw_sandbox_release(struct gw_sandbox *sb); /* free if deleted and idle */
+void gw_resolve_start(struct gw_conn *c, bool hello);
+void gw_exec_on_output(struct gw_conn *c, const Miosa__ExecOutput *o);
+void gw_exec_on_exit(struct gw_conn *c, const Miosa__ExecExit *e);
+void gw_exec_fail_conn(struct gw_conn *c); /* the control stream is going away */
+
+/* guest_listener.c */
+int gw_listener_uds_start(struct gw_sandbox *sb);
+void gw_listener_uds_stop(struct gw_sandbox *sb);
+int gw_listener_vsock_start(struct guest_gateway *gw, char *err, size_t err_size);
+void gw_listener_vsock_stop(struct guest_gateway *gw);
+
+/* guest_session.c */
+/* A new guest connection for sb: accepted from server (UDS listener), or
+ * the accepted fd (AF_VSOCK; closed on failure) when server is NULL. */
+void gw_session_accept(struct guest_gateway *gw, struct gw_sandbox *sb, uv_stream_t *server,
+		       int fd);
+void gw_conn_close(struct gw_conn *c, const char *reason);
+void gw_session_start_ping(struct gw_conn *c);
+void gw_conn_unref(struct gw_conn *c);
+/* Encode msg as one frame and queue it; closes c on failure.  0 / -errno. */
+int gw_conn_send_h2g(struct gw_conn *c, const Miosa__HostToGuest *msg);
+int gw_conn_send_bytes(struct gw_conn *c, const uint8_t *data, size_t len, bool close_after);
+void gw_log_conn(struct gw_conn *c, int level, const char *event, const char *reason);
+
+/* guest_egress.c */
+void gw_egress_open(struct gw_conn *c, const Miosa__EgressOpen *open, const uint8_t *rest,
+		    size_t rest_len);
+/*
+ * THE SEAM: what an accepted egress stream becomes.  Today a raw TCP relay
+ * to the mapped name (or its --connect-to target); the HTTP/TLS proxy
+ * (egress_proxy) replaces it for ports 80/443.  name is normalized,
+ * pending holds guest bytes already read after the GuestOpen frame.
+ */
+void egress_stream_start(struct gw_conn *c, const char *name, uint16_t port,
+			 const uint8_t *pending, size_t pending_len);
+void gw_egress_close(struct gw_conn *c);
+void gw_egress_free(struct gw_conn *c);
+
+#endif
