@@ -278,4 +278,152 @@ int store_api_key_touch(struct store *st, const char *id, int64_t now_us);
 __attribute__((warn_unused_result))
 int store_api_key_revoke(struct store *st, const char *id, int64_t now_us);
 
+/*
+ * Network policy rows (policy.h; migration 4), keyed by sandbox and removed
+ * with it (ON DELETE CASCADE).  Writes for a sandbox that does not exist fail
+ * with -ENOENT.  Patterns and hosts are host_pattern-normalized by the
+ * caller; readers re-check lengths and ports (-EUCLEAN).
+ */
+struct store_policy_entry {
+	char pattern[HOST_PATTERN_BUF]; /* host_pattern_normalize() form */
+	uint16_t port;                  /* 0 = any port */
+	int64_t created_at_us;
+};
+
+struct store_policy_hit {
+	char host[HOST_PATTERN_BUF];    /* host_pattern_normalize_host() form */
+	uint16_t port;                  /* 1..65535 */
+	int64_t first_seen_us;
+	int64_t last_seen_us;
+	int64_t count;                  /* >= 1, saturates at INT64_MAX */
+};
+
+/* The two host tallies: allowed connections, and denied ones (pending). */
+enum store_policy_hits {
+	STORE_POLICY_OBSERVED = 0,
+	STORE_POLICY_PENDING = 1,
+};
+
+/* -ENOENT: no mode row (the sandbox is in the default mode). */
+__attribute__((warn_unused_result))
+int store_policy_mode_get(struct store *st, const char *sandbox_id, bool *ret_enforce);
+__attribute__((warn_unused_result))
+int store_policy_mode_set(struct store *st, const char *sandbox_id, bool enforce,
+			  int64_t now_us);
+/* By pattern, then port; -E2BIG past max.  Free *ret_rows with free(). */
+__attribute__((warn_unused_result))
+int store_policy_allow_list(struct store *st, const char *sandbox_id, size_t max,
+			    struct store_policy_entry **ret_rows, size_t *ret_n);
+__attribute__((warn_unused_result))
+int store_policy_allow_count(struct store *st, const char *sandbox_id, size_t *ret_count);
+/* 1 = inserted, 0 = the (pattern, port) entry was already there. */
+__attribute__((warn_unused_result))
+int store_policy_allow_insert(struct store *st, const char *sandbox_id,
+			      const struct store_policy_entry *e);
+/* Delete (pattern, port), or every port of pattern when port < 0; returns
+ * the count (0 when there was none). */
+__attribute__((warn_unused_result))
+int store_policy_allow_delete(struct store *st, const char *sandbox_id, const char *pattern,
+			      int port);
+/* Delete the whole allowlist of a sandbox; returns the count. */
+__attribute__((warn_unused_result))
+int store_policy_allow_clear(struct store *st, const char *sandbox_id);
+/*
+ * Count one connection to (host, port) at now_us in one statement: an
+ * existing row gets count + 1 and its seen times widened; a new host is
+ * inserted only while the sandbox has fewer than max rows in that tally.
+ * 0 = counted; -ENOSPC = tally full, the new host was not recorded.
+ */
+__attribute__((warn_unused_result))
+int store_policy_hit_record(struct store *st, enum store_policy_hits which,
+			    const char *sandbox_id, const char *host, uint16_t port,
+			    int64_t now_us, size_t max);
+/* Observed: by host, port.  Pending: most recent first.  -E2BIG past max.
+ * Free *ret_rows with free(). */
+__attribute__((warn_unused_result))
+int store_policy_hit_list(struct store *st, enum store_policy_hits which,
+			  const char *sandbox_id, size_t max,
+			  struct store_policy_hit **ret_rows, size_t *ret_n);
+/* Delete one (host, port) row; returns the count (0 or 1). */
+__attribute__((warn_unused_result))
+int store_policy_hit_delete(struct store *st, enum store_policy_hits which,
+			    const char *sandbox_id, const char *host, uint16_t port);
+
+/*
+ * Audit rows (audit.h; migration 5).  Append-only; the audit writer is the
+ * only caller of store_audit_insert().  Strings are NUL-terminated; unset
+ * external ids are "" (stored as NULL).  Lists hold names only, never a
+ * value.  Readers re-check every column against these limits (-EUCLEAN).
+ */
+#define STORE_AUDIT_HOST_MAX 253
+#define STORE_AUDIT_METHOD_MAX 32
+#define STORE_AUDIT_PATH_MAX 2048
+#define STORE_AUDIT_REASON_MAX 256
+#define STORE_AUDIT_LIST_MAX 16       /* rules, swapped names, flagged names */
+#define STORE_AUDIT_RULE_MAX 64
+#define STORE_AUDIT_HASH_BYTES 32     /* BLAKE2b-256 */
+
+enum store_audit_scheme { STORE_AUDIT_HTTP, STORE_AUDIT_HTTPS, STORE_AUDIT_TCP };
+enum store_audit_action { STORE_AUDIT_ALLOW, STORE_AUDIT_DENY, STORE_AUDIT_ERROR };
+
+struct store_audit_row {
+	int64_t id;                   /* assigned by the writer */
+	int64_t time_us;              /* µs since the Unix epoch, UTC */
+	char tenant_id[STORE_ID_MAX + 1];
+	char sandbox_id[STORE_ID_MAX + 1];
+	char external_user_id[STORE_ID_MAX + 1];
+	char external_workspace_id[STORE_ID_MAX + 1];
+	char host[STORE_AUDIT_HOST_MAX + 1];
+	uint16_t port;
+	enum store_audit_scheme scheme;
+	char method[STORE_AUDIT_METHOD_MAX + 1];  /* "" for tcp */
+	char path[STORE_AUDIT_PATH_MAX + 1];      /* with query, redacted */
+	uint16_t status;                          /* 0 = none (tcp, refused) */
+	enum store_audit_action action;
+	char reason[STORE_AUDIT_REASON_MAX + 1];
+	size_t n_rules;
+	char rules[STORE_AUDIT_LIST_MAX][STORE_AUDIT_RULE_MAX + 1];
+	size_t n_swapped;                         /* request_transforms.secrets.swapped */
+	char swapped[STORE_AUDIT_LIST_MAX][STORE_NAME_MAX + 1];
+	size_t n_flagged;                         /* exfiltration guard hits */
+	char flagged[STORE_AUDIT_LIST_MAX][STORE_NAME_MAX + 1];
+	int64_t bytes_up;
+	int64_t bytes_down;
+	int64_t duration_us;
+	uint8_t prev_hash[STORE_AUDIT_HASH_BYTES];
+	uint8_t row_hash[STORE_AUDIT_HASH_BYTES];
+};
+
+/* Query filter: NULL strings, 0 times/ids and -1 status/action mean "any".
+ * Strings match by strict (byte) equality, never a pattern. */
+struct store_audit_filter {
+	int64_t since_us;             /* time_us >= since_us */
+	int64_t until_us;             /* time_us < until_us */
+	const char *tenant_id;
+	const char *sandbox_id;
+	const char *host;
+	const char *external_user_id;
+	const char *external_workspace_id;
+	int status;
+	int action;                   /* enum store_audit_action */
+	int64_t before_id;            /* cursor: id < before_id */
+};
+
+/* Insert a row whose id and hashes are set.  -EEXIST: the id is taken. */
+__attribute__((warn_unused_result))
+int store_audit_insert(struct store *st, const struct store_audit_row *row);
+/* The newest row's id and row_hash; -ENOENT when the log is empty. */
+__attribute__((warn_unused_result))
+int store_audit_last(struct store *st, int64_t *ret_id,
+		     uint8_t ret_hash[STORE_AUDIT_HASH_BYTES]);
+/* Matching rows, newest first, at most max (a page, not an error). Free
+ * *ret_rows with free(). */
+__attribute__((warn_unused_result))
+int store_audit_query(struct store *st, const struct store_audit_filter *f, size_t max,
+		      struct store_audit_row **ret_rows, size_t *ret_n);
+/* Rows with id > after_id, oldest first, at most max (chain walks). */
+__attribute__((warn_unused_result))
+int store_audit_list_after(struct store *st, int64_t after_id, size_t max,
+			   struct store_audit_row **ret_rows, size_t *ret_n);
+
 #endif

@@ -136,6 +136,82 @@ static const char *const st_migrations[] = {
 	"  sealed_key BLOB NOT NULL CHECK (length(sealed_key) BETWEEN 1 AND 1024),"
 	"  created_at_us INTEGER NOT NULL"
 	") STRICT;",
+	/* 4: network policy (policy.h) — per sandbox: mode (no row = observe),
+	 * allowlist (normalized host_pattern, port 0 = any port), observed
+	 * and pending hosts.  Rows go with their sandbox.  Caps per sandbox
+	 * are enforced by the writers (store.h), not by the schema. */
+	"CREATE TABLE IF NOT EXISTS policy_modes ("
+	"  sandbox_id TEXT PRIMARY KEY NOT NULL"
+	"    REFERENCES tenancy_sandboxes (id) ON DELETE CASCADE,"
+	"  enforce INTEGER NOT NULL CHECK (enforce IN (0, 1)),"
+	"  updated_at_us INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE TABLE IF NOT EXISTS policy_allow ("
+	"  sandbox_id TEXT NOT NULL REFERENCES tenancy_sandboxes (id) ON DELETE CASCADE,"
+	"  pattern TEXT NOT NULL CHECK (length(pattern) BETWEEN 1 AND 253),"
+	"  port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),"
+	"  created_at_us INTEGER NOT NULL,"
+	"  PRIMARY KEY (sandbox_id, pattern, port)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS policy_observed ("
+	"  sandbox_id TEXT NOT NULL REFERENCES tenancy_sandboxes (id) ON DELETE CASCADE,"
+	"  host TEXT NOT NULL CHECK (length(host) BETWEEN 1 AND 253),"
+	"  port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),"
+	"  first_seen_us INTEGER NOT NULL,"
+	"  last_seen_us INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL CHECK (count >= 1),"
+	"  PRIMARY KEY (sandbox_id, host, port)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS policy_pending ("
+	"  sandbox_id TEXT NOT NULL REFERENCES tenancy_sandboxes (id) ON DELETE CASCADE,"
+	"  host TEXT NOT NULL CHECK (length(host) BETWEEN 1 AND 253),"
+	"  port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),"
+	"  first_seen_us INTEGER NOT NULL,"
+	"  last_seen_us INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL CHECK (count >= 1),"
+	"  PRIMARY KEY (sandbox_id, host, port)"
+	") STRICT, WITHOUT ROWID;",
+	/* 5: audit log (audit.h) — one row per outbound request, connection or
+	 * denial; append-only, written by the audit writer only.  ids are
+	 * assigned by the writer (last id + 1 in the batch's transaction) and
+	 * hashed into the chain.  Lists are ','-joined names (audit.c rejects
+	 * ',' in a name).  Each index ends in id so that "filter, newest first,
+	 * id < cursor" is one index range walked backwards. */
+	"CREATE TABLE IF NOT EXISTS audit_rows ("
+	"  id INTEGER PRIMARY KEY CHECK (id >= 1),"
+	"  time_us INTEGER NOT NULL,"
+	"  tenant_id TEXT NOT NULL CHECK (length(tenant_id) BETWEEN 1 AND 256),"
+	"  sandbox_id TEXT NOT NULL CHECK (length(sandbox_id) BETWEEN 1 AND 256),"
+	"  external_user_id TEXT CHECK (length(external_user_id) BETWEEN 1 AND 256),"
+	"  external_workspace_id TEXT"
+	"    CHECK (length(external_workspace_id) BETWEEN 1 AND 256),"
+	"  host TEXT NOT NULL CHECK (length(host) BETWEEN 1 AND 253),"
+	"  port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),"
+	"  scheme TEXT NOT NULL CHECK (scheme IN ('http', 'https', 'tcp')),"
+	"  method TEXT NOT NULL CHECK (length(method) <= 32),"
+	"  path TEXT NOT NULL CHECK (length(path) <= 2048),"
+	"  status INTEGER NOT NULL CHECK (status BETWEEN 0 AND 999),"
+	"  action TEXT NOT NULL CHECK (action IN ('allow', 'deny', 'error')),"
+	"  reason TEXT NOT NULL CHECK (length(reason) <= 256),"
+	"  rules TEXT NOT NULL,"
+	"  secrets_swapped TEXT NOT NULL,"
+	"  secrets_flagged TEXT NOT NULL,"
+	"  bytes_up INTEGER NOT NULL CHECK (bytes_up >= 0),"
+	"  bytes_down INTEGER NOT NULL CHECK (bytes_down >= 0),"
+	"  duration_us INTEGER NOT NULL CHECK (duration_us >= 0),"
+	"  prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),"
+	"  row_hash BLOB NOT NULL CHECK (length(row_hash) = 32)"
+	") STRICT;"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_time ON audit_rows (time_us);"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_tenant ON audit_rows (tenant_id, id);"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_sandbox ON audit_rows (sandbox_id, id);"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_host ON audit_rows (host, id);"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_status ON audit_rows (status, id);"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_action ON audit_rows (action, id);"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_external_user"
+	"  ON audit_rows (external_user_id, id) WHERE external_user_id IS NOT NULL;"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_external_workspace"
+	"  ON audit_rows (external_workspace_id, id) WHERE external_workspace_id IS NOT NULL;",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 

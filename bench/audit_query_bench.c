@@ -1,0 +1,176 @@
+/*
+ * audit-query-bench — inserts N audit rows (default 1 000 000) through the
+ * store in big transactions, then times filtered queries (limit 100, newest
+ * first) and prints one line per query.  Target (issue 6): < 50 ms each.
+ *
+ *   audit-query-bench [STATE_DIR] [ROWS]   (STATE_DIR is created; default a
+ *   fresh directory under /tmp)
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit.h"
+#include "store.h"
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void make_row(struct store_audit_row *r, long i, int64_t t0)
+{
+	memset(r, 0, sizeof(*r));
+	r->time_us = t0 + i * 1000; /* one row per ms */
+	snprintf(r->tenant_id, sizeof(r->tenant_id), "tenant%ld", i % 10);
+	snprintf(r->sandbox_id, sizeof(r->sandbox_id), "sbx_%024ld", i % 1000);
+	snprintf(r->external_user_id, sizeof(r->external_user_id), "user%ld@example.com",
+		 i % 5000);
+	snprintf(r->external_workspace_id, sizeof(r->external_workspace_id), "ws%ld", i % 500);
+	snprintf(r->host, sizeof(r->host), "api%ld.example.com", i % 200);
+	r->port = 443;
+	r->scheme = STORE_AUDIT_HTTPS;
+	snprintf(r->method, sizeof(r->method), "POST");
+	snprintf(r->path, sizeof(r->path), "/v1/chat/completions?user=%ld", i);
+	r->status = i % 997 == 0 ? 503 : i % 50 == 0 ? 403 : 200;
+	r->action = i % 50 == 0 ? STORE_AUDIT_DENY : STORE_AUDIT_ALLOW;
+	r->n_swapped = 1;
+	snprintf(r->swapped[0], sizeof(r->swapped[0]), "openai_key");
+	r->bytes_up = 512;
+	r->bytes_down = 4096;
+	r->duration_us = 120000;
+}
+
+static int fill(struct store *st, long rows, int64_t t0)
+{
+	uint8_t prev[STORE_AUDIT_HASH_BYTES] = { 0 };
+	struct store_audit_row r;
+	int rc;
+
+	for (long i = 0; i < rows;) {
+		if ((rc = store_begin_write(st)) != 0)
+			return rc;
+		for (long k = 0; k < 50000 && i < rows; k++, i++) {
+			make_row(&r, i, t0);
+			r.id = i + 1;
+			memcpy(r.prev_hash, prev, sizeof(prev));
+			audit_row_hash(&r, r.row_hash);
+			memcpy(prev, r.row_hash, sizeof(prev));
+			if ((rc = store_audit_insert(st, &r)) != 0) {
+				store_rollback(st);
+				return rc;
+			}
+		}
+		if ((rc = store_commit(st)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int timed(struct store *st, const char *label, const struct store_audit_filter *f)
+{
+	double best = 1e9, worst = 0;
+	size_t n = 0;
+
+	for (int run = 0; run < 5; run++) {
+		struct store_audit_row *rows = NULL;
+		int64_t next = 0;
+		double t = now_ms();
+		int rc = audit_query(st, f, 100, &rows, &n, &next);
+
+		t = now_ms() - t;
+		free(rows);
+		if (rc != 0) {
+			fprintf(stderr, "%s: %s\n", label, store_errmsg(st));
+			return rc;
+		}
+		best = t < best ? t : best;
+		worst = t > worst ? t : worst;
+	}
+	printf("%-40s rows=%3zu  best %7.3f ms  worst %7.3f ms  %s\n", label, n, best, worst,
+	       worst < 50.0 ? "ok" : "SLOW");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char dir[256] = "/tmp/miosa-audit-bench-XXXXXX", err[512];
+	long rows = argc > 2 ? strtol(argv[2], NULL, 10) : 1000000;
+	int64_t t0 = 1700000000000000, last;
+	struct store_audit_filter f;
+	struct store *st = NULL;
+	double t;
+	int rc = 0;
+
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		printf("usage: audit-query-bench [STATE_DIR] [ROWS]\n");
+		return 0;
+	}
+	if (argc > 1)
+		snprintf(dir, sizeof(dir), "%s", argv[1]);
+	else if (!mkdtemp(dir))
+		return 1;
+	if (rows < 1000 || store_open(dir, &st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "audit-query-bench: %s\n", rows < 1000 ? "ROWS < 1000" : err);
+		return 1;
+	}
+	t = now_ms();
+	if ((rc = fill(st, rows, t0)) != 0) {
+		fprintf(stderr, "fill: %s\n", store_errmsg(st));
+		goto out;
+	}
+	t = now_ms() - t;
+	printf("inserted %ld rows in %.0f ms (%.0f rows/s, 50k per transaction) in %s\n", rows,
+	       t, (double)rows / (t / 1e3), dir);
+	last = t0 + (rows - 1) * 1000;
+
+	audit_filter_init(&f);
+	rc = rc ?: timed(st, "no filter (newest 100)", &f);
+	f.sandbox_id = "sbx_000000000000000000000042";
+	rc = rc ?: timed(st, "sandbox", &f);
+	audit_filter_init(&f);
+	f.host = "api7.example.com";
+	rc = rc ?: timed(st, "host", &f);
+	f.status = 503;
+	rc = rc ?: timed(st, "host + status 503 (rare)", &f);
+	audit_filter_init(&f);
+	f.action = STORE_AUDIT_DENY;
+	rc = rc ?: timed(st, "action deny", &f);
+	audit_filter_init(&f);
+	f.status = 503;
+	rc = rc ?: timed(st, "status 503", &f);
+	audit_filter_init(&f);
+	f.external_user_id = "user4242@example.com";
+	rc = rc ?: timed(st, "external_user_id", &f);
+	f.external_user_id = "user4242@";
+	rc = rc ?: timed(st, "external_user_id prefix (matches none)", &f);
+	audit_filter_init(&f);
+	f.external_workspace_id = "ws17";
+	f.action = STORE_AUDIT_DENY;
+	rc = rc ?: timed(st, "external_workspace_id + deny", &f);
+	audit_filter_init(&f);
+	f.since_us = last - 5 * 60 * 1000000LL;
+	rc = rc ?: timed(st, "since 5m", &f);
+	f.host = "api9.example.com";
+	rc = rc ?: timed(st, "since 5m + host", &f);
+	audit_filter_init(&f);
+	f.since_us = last - 24 * 3600 * 1000000LL;
+	f.until_us = last - 23 * 3600 * 1000000LL;
+	f.sandbox_id = "sbx_000000000000000000000042";
+	rc = rc ?: timed(st, "window 1h a day ago + sandbox", &f);
+	audit_filter_init(&f);
+	f.since_us = last + 1;
+	rc = rc ?: timed(st, "since after newest (empty)", &f);
+	audit_filter_init(&f);
+	f.sandbox_id = "sbx_000000000000000000000042";
+	f.before_id = rows / 2;
+	rc = rc ?: timed(st, "sandbox, cursor at mid-log", &f);
+out:
+	store_close(st);
+	return rc == 0 ? 0 : 1;
+}
