@@ -967,8 +967,9 @@ static json_t *audit__json_opt(const char *s)
 char *audit_row_json(const struct store_audit_row *r)
 {
 	char prev[2 * STORE_AUDIT_HASH_BYTES + 1], hash[sizeof(prev)];
+	char *out = NULL;
 	json_t *o;
-	char *out;
+	size_t n;
 
 	audit__hexhash(r->prev_hash, prev);
 	audit__hexhash(r->row_hash, hash);
@@ -990,7 +991,17 @@ char *audit_row_json(const struct store_audit_row *r)
 		      "row_hash", hash);
 	if (!o)
 		return NULL;
-	out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* Into plain malloc'd memory, as the contract says (free()): json_dumps()
+	 * would use jansson's allocator, which a process (the broker's control
+	 * API) may have replaced. */
+	n = json_dumpb(o, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (n > 0 && n < SIZE_MAX && (out = malloc(n + 1)) &&
+	    json_dumpb(o, out, n, JSON_COMPACT | JSON_PRESERVE_ORDER) == n) {
+		out[n] = '\0';
+	} else {
+		free(out);
+		out = NULL;
+	}
 	json_decref(o);
 	return out;
 }

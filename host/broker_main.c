@@ -23,12 +23,14 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "audit.h"
 #include "broker_config.h"
 #include "control_api.h"
 #include "control_server.h"
 #include "guest_gateway.h"
 #include "log.h"
 #include "master_key.h"
+#include "upstream_tls.h"
 
 #ifndef MIOSA_VERSION
 #define MIOSA_VERSION "0.0.0"
@@ -48,6 +50,8 @@ struct broker {
 	bool signals_open;
 	struct control_server *server;
 	struct guest_gateway *gateway;
+	struct audit_writer *audit;       /* the egress audit log (fail closed) */
+	struct upstream_tls *upstream_tls; /* system trust store + --upstream-ca */
 	bool stopping;
 	bool abandoned;        /* shutdown gave up: workers may still run */
 };
@@ -170,7 +174,7 @@ static int broker_load_key(struct broker *b)
 	return 0;
 }
 
-/* Egress is not wired yet, but a bad --upstream-ca must fail now, not on first use. */
+/* A bad --upstream-ca must fail now, with a clear reason, not on first use. */
 static int broker_check_upstream_ca(const char *path)
 {
 	struct stat st;
@@ -317,6 +321,26 @@ static int broker_start_signals(struct broker *b)
  * (each exec holds one until the command ends): the rest keep serving the
  * API and the gateway's own store lookups.
  */
+/*
+ * The egress data path's shared pieces, made before the gateway: the audit
+ * writer thread (its own store handle) and the upstream TLS context (reads
+ * the trust store and --upstream-ca now, so a bad file fails startup).
+ */
+static int broker_start_egress(struct broker *b)
+{
+	struct upstream_tls_config tc = {
+		.extra_ca_file = b->cfg.upstream_ca,
+		.session_cache_slots = UPSTREAM_TLS_SESSION_SLOTS_DEFAULT,
+	};
+	char err[BROKER_ERR_MAX] = "";
+
+	if (audit_writer_open(b->cfg.state_dir, NULL, &b->audit, err, sizeof(err)) < 0)
+		return broker_fail("audit log: %s", err);
+	if (upstream_tls_new(&tc, &b->upstream_tls, err, sizeof(err)) < 0)
+		return broker_fail("upstream TLS: %s", err);
+	return 0;
+}
+
 static int broker_start_gateway(struct broker *b)
 {
 	struct guest_gateway_options opts = {
@@ -326,6 +350,8 @@ static int broker_start_gateway(struct broker *b)
 		.n_connect_to = b->cfg.n_connect_to,
 		.vsock_listen = b->cfg.vsock_listen,
 		.max_execs = b->cfg.worker_threads / 2 ? b->cfg.worker_threads / 2 : 1,
+		.audit = b->audit,
+		.upstream_tls = b->upstream_tls,
 	};
 	char err[BROKER_ERR_MAX] = "";
 
@@ -383,7 +409,8 @@ static int broker_start(struct broker *b)
 	if ((r = uv_loop_init(&b->loop)) < 0)
 		return broker_fail("cannot create the event loop: %s", uv_strerror(r));
 	b->loop_open = true;
-	if (broker_start_gateway(b) < 0 || broker_start_server(b) < 0 ||
+	if (broker_start_egress(b) < 0 || broker_start_gateway(b) < 0 ||
+	    broker_start_server(b) < 0 ||
 	    broker_start_signals(b) < 0)
 		return -1;
 	broker_log_rules(&b->cfg);
@@ -407,6 +434,10 @@ static void broker_cleanup(struct broker *b)
 		if (uv_loop_close(&b->loop) < 0)
 			log_event(LOG_LEVEL_WARN, "loop_close_failed", "reason", "handles still open");
 	}
+	/* After the loop drained: no stream or worker job uses them any more;
+	 * closing the writer commits the rows still queued. */
+	upstream_tls_free(b->upstream_tls);
+	audit_writer_close(b->audit);
 	master_key_free(b->key);
 	broker_config_free(&b->cfg);
 }

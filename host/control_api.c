@@ -92,6 +92,14 @@ int control_api_open(const char *state_dir, const struct master_key *key,
 		capi_open_fail(err, err_size, r, "tenancy", why);
 		goto out;
 	}
+	if ((r = policy_open(state_dir, &api->policy, why, sizeof(why))) != 0) {
+		capi_open_fail(err, err_size, r, "policy", why);
+		goto out;
+	}
+	if ((r = store_open(state_dir, &api->store, why, sizeof(why))) != 0) {
+		capi_open_fail(err, err_size, r, "audit store", why);
+		goto out;
+	}
 	*ret_api = api;
 	api = NULL;
 out:
@@ -103,6 +111,8 @@ void control_api_close(struct control_api *api)
 {
 	if (!api)
 		return;
+	store_close(api->store);
+	policy_close(api->policy);
 	tenancy_close(api->tenancy);
 	vault_close(api->vault);
 	free(api);
@@ -197,6 +207,11 @@ int capi_fail_tenancy(struct capi_ctx *c, int r)
 	return capi_fail_errno(c, r, tenancy_errmsg(c->api->tenancy));
 }
 
+int capi_fail_policy(struct capi_ctx *c, int r)
+{
+	return capi_fail_errno(c, r, policy_errmsg(c->api->policy));
+}
+
 /* ---- responses ----------------------------------------------------------- */
 
 /* Serialize obj into a plain malloc'd body (compact JSON + "\n"). */
@@ -229,6 +244,18 @@ int capi_reply(struct capi_ctx *c, int status, json_t *obj)
 	if (r != 0)
 		return capi_fail(c, CAPI_E_INTERNAL, "out of memory building the response");
 	c->resp->status = status;
+	return 0;
+}
+
+int capi_reply_raw(struct capi_ctx *c, int status, const char *content_type, char *body,
+		   size_t len)
+{
+	if (!body)
+		return capi_fail(c, CAPI_E_INTERNAL, "out of memory building the response");
+	c->resp->status = status;
+	c->resp->body = body;
+	c->resp->body_len = len;
+	c->resp->content_type = content_type;
 	return 0;
 }
 
@@ -651,6 +678,55 @@ static int capi_body(struct capi_ctx *c, const struct capi_route *route)
 	return 0;
 }
 
+/* ---- connection hygiene -------------------------------------------------- */
+
+int control_api_check_idle(struct control_api *api, bool reset, char *err, size_t err_size)
+{
+	int r, ret = 0;
+
+	/* Every connection is checked (and reset) even after the first hit;
+	 * the message names the first. */
+	if ((r = vault_check_idle(api->vault, reset)) != 0) {
+		ret = r;
+		if (err && err_size)
+			snprintf(err, err_size, "vault: %s", vault_errmsg(api->vault));
+	}
+	if ((r = tenancy_check_idle(api->tenancy, reset)) != 0 && ret == 0) {
+		ret = r;
+		if (err && err_size)
+			snprintf(err, err_size, "tenancy: %s", tenancy_errmsg(api->tenancy));
+	}
+	if ((r = policy_check_idle(api->policy, reset)) != 0 && ret == 0) {
+		ret = r;
+		if (err && err_size)
+			snprintf(err, err_size, "policy: %s", policy_errmsg(api->policy));
+	}
+	if ((r = store_check_idle(api->store)) != 0) {
+		if (ret == 0 && err && err_size)
+			snprintf(err, err_size, "audit store: %s", store_errmsg(api->store));
+		if (ret == 0)
+			ret = r;
+		if (reset)
+			store_force_idle(api->store);
+	}
+	return ret;
+}
+
+/* A handler that left a connection busy is a bug of ours: the answer
+ * stands, the connection is made idle so the next request on this worker
+ * reads current data, and the detail tells the server's log. */
+static void capi_after_request(struct control_api *api, struct control_response *resp)
+{
+	char why[CONTROL_API_DETAIL_MAX];
+	size_t used;
+
+	if (control_api_check_idle(api, true, why, sizeof(why)) == 0)
+		return;
+	used = strnlen(resp->detail, sizeof(resp->detail));
+	snprintf(resp->detail + used, sizeof(resp->detail) - used, "%sstore left busy: %s",
+		 used ? "; " : "", why);
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static int capi_dispatch(struct capi_ctx *c, struct capi_path *path, char **query_buf)
@@ -700,6 +776,7 @@ int control_api_handle(struct control_api *api, const struct control_request *re
 	if (r != 0) {
 		free(resp.body); /* a handler never fails after replying; be safe */
 		resp.body = NULL;
+		resp.content_type = NULL;
 		if (c->error != CAPI_E_METHOD)
 			resp.allow[0] = '\0';
 		r = capi_error_response(c);
@@ -708,6 +785,7 @@ int control_api_handle(struct control_api *api, const struct control_request *re
 	free(query_buf);
 	free(path.buf);
 	free(c);
+	capi_after_request(api, &resp);
 	if (r != 0) {
 		control_response_free(&resp);
 		return r;

@@ -9,9 +9,12 @@
  *     call (it points jansson's allocator at one that wipes freed memory,
  *     because request bodies carry secret values).
  *   - A struct control_api is a per-thread context: it owns that thread's
- *     store connections (vault, tenancy).  Open one per worker thread; never
+ *     store connections (vault, tenancy, policy, and a plain store handle
+ *     for audit queries).  Open one per worker thread; never
  *     share one between threads.  Every call may block on SQLite.
- *   - control_api_handle() always produces a response (status + JSON body,
+ *   - control_api_handle() always produces a response (status + JSON body —
+ *     except GET /v1/audit/export, whose body is JSON lines or CSV with
+ *     content_type set —
  *     errors as {"error": CODE, "message": TEXT} per docs/api.md) and returns
  *     0; it returns a negative errno only when it could not even build a
  *     response (out of memory) — the server then answers a bare 500.
@@ -56,8 +59,11 @@ struct control_request {
 
 struct control_response {
 	int status;
-	char *body;                  /* JSON text, malloc'd, NUL-terminated; NULL for 204 */
+	char *body;                  /* malloc'd, NUL-terminated; NULL for 204 */
 	size_t body_len;
+	/* Content-Type of body: NULL = "application/json" (every route but the
+	 * audit export); else a static string, never freed. */
+	const char *content_type;
 	char allow[64];              /* 405: methods the route accepts, else "" */
 	/* 500: what failed, for the server's log line (the client only reads
 	 * "internal error"); never holds a secret value.  Else "". */
@@ -80,6 +86,17 @@ int control_api_bootstrap(struct control_api *api, char *err, size_t err_size);
 __attribute__((warn_unused_result))
 int control_api_handle(struct control_api *api, const struct control_request *req,
 		       struct control_response *ret_resp);
+
+/*
+ * Are all of api's store connections idle (no transaction, no statement
+ * left running)?  A connection left busy keeps reading the snapshot it
+ * started with, forever (WAL).  0 = idle; -EBUSY: err says which module
+ * and statement, and with reset the connections have been made idle.
+ * control_api_handle() runs this (with reset) after every request and puts
+ * the message in the response's detail, prefixed "store left busy: ".
+ */
+__attribute__((warn_unused_result))
+int control_api_check_idle(struct control_api *api, bool reset, char *err, size_t err_size);
 void control_response_free(struct control_response *resp);
 
 /*

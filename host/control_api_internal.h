@@ -19,18 +19,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "control_api.h"
+#include "policy.h"
 #include "sandbox_ca.h"
 #include "tenancy.h"
 #include "vault.h"
 
 #define CAPI_PARAMS_MAX 4
-#define CAPI_QUERY_MAX 4
+#define CAPI_QUERY_MAX 12
 #define CAPI_MSG_MAX 256
 
 struct control_api {
 	struct vault *vault;
 	struct tenancy *tenancy;
+	struct policy *policy;
+	struct store *store;         /* audit queries, export, verify */
 };
 
 /* The API's error classes: the status and code of docs/api.md's table. */
@@ -99,9 +103,19 @@ int capi_fail(struct capi_ctx *c, enum capi_error e, const char *fmt, ...);
 int capi_fail_errno(struct capi_ctx *c, int r, const char *msg);
 int capi_fail_vault(struct capi_ctx *c, int r);
 int capi_fail_tenancy(struct capi_ctx *c, int r);
+int capi_fail_policy(struct capi_ctx *c, int r);
 /* Answer status with obj (reference stolen; NULL = out of memory). */
 int capi_reply(struct capi_ctx *c, int status, json_t *obj);
 int capi_reply_empty(struct capi_ctx *c, int status);
+
+/* Answer status with a non-JSON body (malloc'd, reference stolen even on
+ * failure) of type content_type (static). */
+int capi_reply_raw(struct capi_ctx *c, int status, const char *content_type, char *body,
+		   size_t len);
+
+/* Is the sandbox named by the route's {sandbox} in this caller's reach?
+ * (control_api_routes.c; 404 for another tenant's, as for a missing one) */
+int capi_sandbox_in_reach(struct capi_ctx *c, struct tenancy_sandbox *ret_sandbox);
 
 /* Decoded path parameter / query parameter by name; NULL if absent. */
 const char *capi_param(const struct capi_ctx *c, const char *name);
@@ -142,5 +156,19 @@ json_t *capi_json_sandbox_ca(const char *sandbox_id, const struct sandbox_ca_pub
 json_t *capi_json_secret(const struct vault_secret_info *s, bool with_placeholder);
 /* Format us as RFC 3339 into buf (at least 28 bytes). */
 void capi_format_time(int64_t us, char *buf, size_t size);
+
+/* ---- control_api_network.c: network policy and audit handlers ------------ */
+
+int capi_h_network_status(struct capi_ctx *c);
+int capi_h_network_pending(struct capi_ctx *c);
+int capi_h_network_allow(struct capi_ctx *c);
+int capi_h_network_deny(struct capi_ctx *c);
+int capi_h_network_lockdown(struct capi_ctx *c);
+int capi_h_network_observe(struct capi_ctx *c);
+int capi_h_audit_list(struct capi_ctx *c);
+int capi_h_audit_export(struct capi_ctx *c);
+int capi_h_audit_verify(struct capi_ctx *c);
+extern const char *const capi_audit_list_query[];
+extern const char *const capi_audit_export_query[];
 
 #endif

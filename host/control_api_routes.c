@@ -50,7 +50,7 @@ static int capi_tenant_in_reach(struct capi_ctx *c, const char *named,
 	return 0;
 }
 
-static int capi_sandbox_in_reach(struct capi_ctx *c, struct tenancy_sandbox *ret_sandbox)
+int capi_sandbox_in_reach(struct capi_ctx *c, struct tenancy_sandbox *ret_sandbox)
 {
 	int r = tenancy_sandbox_get(c->api->tenancy, c->admin ? NULL : c->caller_tenant,
 				    capi_param(c, "sandbox"), ret_sandbox);
@@ -793,6 +793,7 @@ static const char *const sandbox_list_query[] = {
 #define BODY CAPI_ROUTE_BODY
 #define SCOPE_SECRET "/v1/tenants/{tenant}/secrets/{scope}/{scope_id}/{name}"
 #define SANDBOX_SECRET "/v1/sandboxes/{sandbox}/secrets/{name}"
+#define NETWORK "/v1/sandboxes/{sandbox}/network"
 
 const struct capi_route capi_routes[] = {
 	{ "GET", "/v1/health", CAPI_ROUTE_NO_AUTH, NULL, h_health },
@@ -818,5 +819,14 @@ const struct capi_route capi_routes[] = {
 	{ "PUT", SCOPE_SECRET, BODY, NULL, h_secret_put },
 	{ "POST", SCOPE_SECRET "/rotate", BODY, NULL, h_secret_rotate },
 	{ "DELETE", SCOPE_SECRET, 0, NULL, h_secret_delete },
+	{ "GET", NETWORK, 0, NULL, capi_h_network_status },
+	{ "GET", NETWORK "/pending", 0, NULL, capi_h_network_pending },
+	{ "POST", NETWORK "/allow", BODY, NULL, capi_h_network_allow },
+	{ "POST", NETWORK "/deny", BODY, NULL, capi_h_network_deny },
+	{ "POST", NETWORK "/lockdown", 0, NULL, capi_h_network_lockdown },
+	{ "POST", NETWORK "/observe", 0, NULL, capi_h_network_observe },
+	{ "GET", "/v1/audit", 0, capi_audit_list_query, capi_h_audit_list },
+	{ "GET", "/v1/audit/export", 0, capi_audit_export_query, capi_h_audit_export },
+	{ "GET", "/v1/audit/verify", ADMIN, NULL, capi_h_audit_verify },
 };
 const size_t capi_n_routes = N_FIELDS(capi_routes);

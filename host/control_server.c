@@ -416,7 +416,8 @@ static int cs_format_head(struct cs_conn *c)
 	if (cs_status_has_body(resp->status))
 		CS_PUT("Content-Length: %zu\r\n", resp->body ? resp->body_len : 0);
 	if (resp->body && cs_status_has_body(resp->status))
-		CS_PUT("Content-Type: application/json\r\n");
+		CS_PUT("Content-Type: %s\r\n",
+		       resp->content_type ? resp->content_type : "application/json");
 	CS_PUT("Cache-Control: no-store\r\n");
 	if (resp->allow[0] && memchr(resp->allow, '\0', sizeof(resp->allow)) &&
 	    cs_allow_is_safe(resp->allow))
@@ -447,6 +448,10 @@ static void cs_log_access(struct cs_conn *c)
 	log_str(&l, "caller", c->caller == CONTROL_CALLER_ADMIN ? "admin" : "tcp");
 	if (c->caller == CONTROL_CALLER_TCP)
 		log_str(&l, "peer", c->peer);
+	/* What failed behind a 500, or a store connection a handler left
+	 * busy (control_api.h); never a secret value. */
+	if (c->have_resp && c->resp.detail[0])
+		log_str(&l, "detail", c->resp.detail);
 	log_end(&l);
 }
 

@@ -534,6 +534,7 @@ struct ctl_rx {
 	uint8_t *body;        /* decoded content */
 	size_t body_len;
 	size_t body_cap;
+	size_t body_max;      /* the request's max_response */
 	bool eof;
 };
 
@@ -575,7 +576,7 @@ static int ctl_rx_fill(struct ctl_rx *rx)
 
 static int ctl_rx_take(struct ctl_rx *rx, const uint8_t *data, size_t len)
 {
-	if (len > CTL_CLIENT_MAX_RESPONSE - rx->body_len)
+	if (len > rx->body_max - rx->body_len)
 		return -HTTP1_E_BODY_TOO_LARGE;
 	if (rx->body_len + len + 1 > rx->body_cap) {
 		size_t cap = rx->body_cap ? rx->body_cap : 4096;
@@ -583,8 +584,8 @@ static int ctl_rx_take(struct ctl_rx *rx, const uint8_t *data, size_t len)
 
 		while (cap < rx->body_len + len + 1)
 			cap *= 2;
-		if (cap > CTL_CLIENT_MAX_RESPONSE + 1)
-			cap = CTL_CLIENT_MAX_RESPONSE + 1;
+		if (cap > rx->body_max + 1)
+			cap = rx->body_max + 1;
 		p = realloc(rx->body, cap);
 		if (!p)
 			return -ENOMEM;
@@ -681,7 +682,7 @@ static int ctl_receive(struct ctl_rx *rx, const char *method, struct ctl_respons
 	int r;
 
 	http1_limits_default(&limits);
-	limits.max_body = CTL_CLIENT_MAX_RESPONSE;
+	limits.max_body = rx->body_max;
 	if ((r = http1_parser_init_response(&p, &limits, ctl_method_id(method), false)) < 0)
 		return r;
 	if ((r = ctl_rx_head(rx, &p, &head_len)) < 0)
@@ -695,8 +696,8 @@ static int ctl_receive(struct ctl_rx *rx, const char *method, struct ctl_respons
 	return 0;
 }
 
-static int ctl_rx_fail(const struct ctl_endpoint *ep, int r, int timeout_ms, char *err,
-		       size_t err_size)
+static int ctl_rx_fail(const struct ctl_endpoint *ep, const struct ctl_rx *rx, int r,
+		       int timeout_ms, char *err, size_t err_size)
 {
 	if (r == -ETIMEDOUT)
 		return ctl_fail(err, err_size, r, "no answer from %s within %d s", ep->display,
@@ -705,8 +706,8 @@ static int ctl_rx_fail(const struct ctl_endpoint *ep, int r, int timeout_ms, cha
 		return ctl_fail(err, err_size, r, "%s closed the connection before a complete answer",
 				ep->display);
 	if (r == -HTTP1_E_BODY_TOO_LARGE)
-		return ctl_fail(err, err_size, r, "answer from %s is over %u bytes", ep->display,
-				CTL_CLIENT_MAX_RESPONSE);
+		return ctl_fail(err, err_size, r, "answer from %s is over %zu bytes", ep->display,
+				rx->body_max);
 	if (r == -EPROTO)
 		return ctl_fail(err, err_size, r, "%s switched protocols unexpectedly", ep->display);
 	if (-r >= HTTP1_E_NUL && -r < HTTP1_E_MAX_)
@@ -732,6 +733,9 @@ int ctl_client_call(const struct ctl_endpoint *ep, const struct ctl_request *req
 		return ctl_fail(err, err_size, -EINVAL,
 				"the API key holds characters an HTTP header cannot carry");
 	rx.deadline = ctl_now_ms() + (timeout_ms > 0 ? timeout_ms : CTL_CLIENT_DEFAULT_TIMEOUT_MS);
+	rx.body_max = req->max_response ? req->max_response : CTL_CLIENT_MAX_RESPONSE;
+	if (rx.body_max > CTL_CLIENT_MAX_RESPONSE_LIMIT)
+		return ctl_fail(err, err_size, -EINVAL, "invalid request");
 	if ((r = ctl_build_head(ep, req, &head, &head_len)) < 0)
 		return ctl_fail(err, err_size, r, "cannot build the request: %m");
 	if ((r = ctl_connect(ep, rx.deadline, &rx.fd, err, err_size)) < 0)
@@ -741,7 +745,7 @@ int ctl_client_call(const struct ctl_endpoint *ep, const struct ctl_request *req
 	iov[1] = (struct iovec){ .iov_base = (void *)req->body, .iov_len = req->body_len };
 	send_r = ctl_send_all(rx.fd, iov, req->has_body && req->body_len > 0 ? 2 : 1, rx.deadline);
 	if (send_r < 0 && send_r != -EPIPE && send_r != -ECONNRESET) {
-		r = send_r == -ETIMEDOUT ? ctl_rx_fail(ep, send_r, timeout_ms, err, err_size)
+		r = send_r == -ETIMEDOUT ? ctl_rx_fail(ep, &rx, send_r, timeout_ms, err, err_size)
 					 : ctl_fail(err, err_size, send_r, "sending to %s: %m",
 						    ep->display);
 		goto out;
@@ -758,7 +762,7 @@ int ctl_client_call(const struct ctl_endpoint *ep, const struct ctl_request *req
 		if (send_r < 0)
 			r = ctl_fail(err, err_size, send_r, "sending to %s: %m", ep->display);
 		else
-			r = ctl_rx_fail(ep, r, timeout_ms, err, err_size);
+			r = ctl_rx_fail(ep, &rx, r, timeout_ms, err, err_size);
 		goto out;
 	}
 	resp.body = (char *)rx.body;

@@ -15,7 +15,8 @@
  *     from the caller's buffer and never copied.  The request head holds
  *     the API key (TCP only; it is never sent over the Unix socket), so it
  *     is built in sodium_malloc'd memory and wiped.
- *   - Responses are capped at CTL_CLIENT_MAX_RESPONSE bytes of content;
+ *   - Responses are capped at CTL_CLIENT_MAX_RESPONSE bytes of content
+ *     (a request may raise it: max_response);
  *     ret_resp is written only on success and released with
  *     ctl_response_free().
  *   - No TLS: a URL is http://HOST:PORT.  Use TCP only on loopback or a
@@ -29,6 +30,8 @@
 #include <stdint.h>
 
 #define CTL_CLIENT_MAX_RESPONSE (4u << 20)
+/* The most a request may raise its cap to (max_response). */
+#define CTL_CLIENT_MAX_RESPONSE_LIMIT (256u << 20)
 #define CTL_CLIENT_DEFAULT_TIMEOUT_MS 30000
 #define CTL_TARGET_MAX 4096
 #define CTL_ERR_MAX 512
@@ -84,6 +87,8 @@ struct ctl_request {
 	const uint8_t *body;      /* JSON; borrowed; NULL when !has_body */
 	size_t body_len;
 	bool has_body;            /* sends Content-Type and Content-Length */
+	size_t max_response;      /* content cap; 0 = CTL_CLIENT_MAX_RESPONSE, at most
+				   * CTL_CLIENT_MAX_RESPONSE_LIMIT (audit export) */
 };
 
 struct ctl_response {

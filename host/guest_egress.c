@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "dns_synth.h"
 #include "log.h"
 #include "upstream_addr.h"
@@ -48,6 +49,19 @@ struct gw_egress {
 	bool up_shut, guest_shut;    /* our write side shut */
 	uint8_t *pending;
 	size_t pending_len;
+	/* The connection's audit row (policy decided at open), written at
+	 * close with bytes and duration. */
+	struct store_audit_row *row;
+	uint64_t start_ms;
+	int64_t bytes_up, bytes_down;
+};
+
+struct gw_tcp_job {
+	uv_work_t work;
+	struct gw_conn *c;
+	struct gw_verdict v;
+	uint8_t *rest;
+	size_t rest_len;
 };
 
 struct gw_relay_write {
@@ -93,6 +107,106 @@ static int gw_send_open_result(struct gw_conn *c, bool ok, const char *reason)
 	return gw_conn_send_bytes(c, buf, len, !ok);
 }
 
+/* ---- routing: HTTP(S) through egress_proxy, other TCP decided at open ---- */
+
+static void gw_tcp_verdict_work(uv_work_t *w)
+{
+	struct gw_tcp_job *job = w->data;
+
+	egress_verdict_run(job->c->gw, &job->v);
+}
+
+static void gw_tcp_verdict_done(uv_work_t *w, int status)
+{
+	struct gw_tcp_job *job = w->data;
+	struct gw_conn *c = job->c;
+	struct gw_verdict *v = &job->v;
+	struct log_line l;
+
+	if (c->closing)
+		goto out;
+	if (status < 0 || v->r < 0) {
+		if (log_begin(&l, LOG_LEVEL_ERROR, "guest_egress_verdict_failed")) {
+			log_str(&l, "sandbox", c->sb->id);
+			log_str(&l, "host", v->host);
+			log_errno(&l, status < 0 ? status : v->r);
+			log_end(&l);
+		}
+		gw_send_open_result(c, false, "internal-error");
+		goto out;
+	}
+	if (!v->allow) {
+		/* The deny row was written by the worker (counted in pending). */
+		if (log_begin(&l, LOG_LEVEL_INFO, "guest_egress_refused")) {
+			log_str(&l, "sandbox", c->sb->id);
+			log_str(&l, "host", v->host);
+			log_uint(&l, "port", v->port);
+			log_str(&l, "reason", "host-not-allowed");
+			log_end(&l);
+		}
+		gw_send_open_result(c, false, "host-not-allowed");
+		goto out;
+	}
+	if (gw_send_open_result(c, true, NULL) < 0)
+		goto out;
+	egress_stream_start(c, v->host, v->port, job->rest, job->rest_len);
+	if (c->eg && !c->closing) {
+		c->eg->row = v->row;
+		v->row = NULL;
+		c->eg->start_ms = uv_now(c->gw->loop);
+	}
+out:
+	egress_verdict_clear(v);
+	free(job->rest);
+	free(job);
+	gw_conn_unref(c);
+}
+
+/*
+ * Ports 80 and 443, and TLS (a ClientHello: 0x16 0x03) on any port: the
+ * HTTP proxy, whose policy runs per request.  Other TCP: the policy runs
+ * now, before OpenResult (enforce + not allowed: REFUSED
+ * "host-not-allowed"), then the raw relay with one audit row at close.
+ * The guest sends nothing before OpenResult, so on other ports the
+ * ClientHello check only sees bytes that came with the EgressOpen frame.
+ */
+static void gw_egress_route(struct gw_conn *c, const char *name, uint16_t port,
+			    const uint8_t *rest, size_t rest_len)
+{
+	bool hello = rest_len >= 2 && rest[0] == 0x16 && rest[1] == 0x03;
+	struct gw_tcp_job *job;
+	int r;
+
+	if (port == 80 || port == 443 || hello) {
+		if (gw_send_open_result(c, true, NULL) < 0)
+			return;
+		egress_http_start(c, name, port, port == 443 || hello, rest, rest_len);
+		return;
+	}
+	if (!(job = calloc(1, sizeof(*job))) || (rest_len && !(job->rest = malloc(rest_len)))) {
+		free(job);
+		gw_conn_close(c, "out of memory");
+		return;
+	}
+	job->c = c;
+	if (rest_len)
+		memcpy(job->rest, rest, rest_len);
+	job->rest_len = rest_len;
+	snprintf(job->v.sandbox_id, sizeof(job->v.sandbox_id), "%s", c->sb->id);
+	snprintf(job->v.host, sizeof(job->v.host), "%s", name);
+	job->v.port = port;
+	job->v.scheme = STORE_AUDIT_TCP;
+	job->work.data = job;
+	if ((r = uv_queue_work(c->gw->loop, &job->work, gw_tcp_verdict_work,
+			       gw_tcp_verdict_done)) < 0) {
+		free(job->rest);
+		free(job);
+		gw_send_open_result(c, false, "internal-error");
+		return;
+	}
+	c->refs++;
+}
+
 void gw_egress_open(struct gw_conn *c, const Miosa__EgressOpen *open, const uint8_t *rest,
 		    size_t rest_len)
 {
@@ -116,9 +230,7 @@ void gw_egress_open(struct gw_conn *c, const Miosa__EgressOpen *open, const uint
 		gw_send_open_result(c, false, "unknown-destination");
 		return;
 	}
-	if (gw_send_open_result(c, true, NULL) < 0)
-		return;
-	egress_stream_start(c, name, (uint16_t)open->dst_port, rest, rest_len);
+	gw_egress_route(c, name, (uint16_t)open->dst_port, rest, rest_len);
 }
 
 /* ---- relay --------------------------------------------------------------- */
@@ -204,6 +316,10 @@ static void gw_relay(struct gw_conn *c, bool to_up, uint8_t *data, size_t len)
 	w->c = c;
 	w->to_up = to_up;
 	w->data = data;
+	if (to_up)
+		c->eg->bytes_up += (int64_t)len;
+	else
+		c->eg->bytes_down += (int64_t)len;
 	w->req.data = w;
 	uv_read_stop(to_up ? &c->h.stream : (uv_stream_t *)&c->eg->up);
 	if (uv_write(&w->req, dst, &b, 1, gw_on_relay_write) < 0) {
@@ -341,26 +457,33 @@ out:
 	gw_conn_unref(c);
 }
 
+bool gw_connect_to(const struct guest_gateway *gw, const char *name, uint16_t port,
+		   char target[HOST_PATTERN_BUF], uint16_t *ret_port)
+{
+	snprintf(target, HOST_PATTERN_BUF, "%s", name);
+	*ret_port = port;
+	for (size_t i = 0; i < gw->opts.n_connect_to; i++) {
+		const struct broker_connect_to *rule = &gw->opts.connect_to[i];
+
+		if ((rule->host[0] && strcmp(rule->host, name) != 0) ||
+		    (rule->port && rule->port != port))
+			continue;
+		if (rule->to_host[0])
+			snprintf(target, HOST_PATTERN_BUF, "%s", rule->to_host);
+		if (rule->to_port)
+			*ret_port = rule->to_port;
+		return true;
+	}
+	return false;
+}
+
 /* The first --connect-to rule matching name:port, as curl applies them. */
 static void gw_apply_connect_to(struct gw_conn *c)
 {
 	struct gw_egress *eg = c->eg;
 
-	snprintf(eg->target, sizeof(eg->target), "%s", eg->name);
-	eg->target_port = eg->port;
-	for (size_t i = 0; i < c->gw->opts.n_connect_to; i++) {
-		const struct broker_connect_to *rule = &c->gw->opts.connect_to[i];
-
-		if ((rule->host[0] && strcmp(rule->host, eg->name) != 0) ||
-		    (rule->port && rule->port != eg->port))
-			continue;
-		if (rule->to_host[0])
-			snprintf(eg->target, sizeof(eg->target), "%s", rule->to_host);
-		if (rule->to_port)
-			eg->target_port = rule->to_port;
-		eg->operator_target = true;
-		return;
-	}
+	eg->operator_target = gw_connect_to(c->gw, eg->name, eg->port, eg->target,
+					    &eg->target_port);
 }
 
 void egress_stream_start(struct gw_conn *c, const char *name, uint16_t port,
@@ -405,8 +528,17 @@ void gw_egress_close(struct gw_conn *c)
 {
 	struct gw_egress *eg = c->eg;
 
+	egress_http_close(c);
 	if (!eg)
 		return;
+	if (eg->row) {
+		eg->row->bytes_up = eg->bytes_up;
+		eg->row->bytes_down = eg->bytes_down;
+		eg->row->duration_us = (int64_t)(uv_now(c->gw->loop) - eg->start_ms) * 1000;
+		egress_verdict_submit_row(c->gw, eg->row);
+		free(eg->row);
+		eg->row = NULL;
+	}
 	if (eg->gai_pending)
 		uv_cancel((uv_req_t *)&eg->gai);
 	if (eg->up_open) {
@@ -418,9 +550,11 @@ void gw_egress_close(struct gw_conn *c)
 /* Called from gw_conn_free() through the conn: release what is left. */
 void gw_egress_free(struct gw_conn *c)
 {
+	egress_http_free(c);
 	if (!c->eg)
 		return;
 	free(c->eg->pending);
+	free(c->eg->row);
 	free(c->eg);
 	c->eg = NULL;
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 
 #include "dns_synth.h"
 #include "env_diff.h"
+#include "leaf_mint.h"
 #include "log.h"
+#include "mitm_ca.h"
 #include "sandbox_ca.h"
 #include "tenancy.h"
 
@@ -128,6 +131,8 @@ static void gw_on_bindings_changed(void *data, const char *tenant_id)
 		gw_queue_push(data, ev);
 }
 
+static atomic_uint_fast64_t gw_generations;
+
 /* ---- registry ------------------------------------------------------------ */
 
 struct gw_sandbox *gw_sandbox_find(struct guest_gateway *gw, const char *id)
@@ -177,6 +182,8 @@ void gw_sandbox_release(struct gw_sandbox *sb)
 	if (!sb->deleted || sb->n_conns > 0 || sb->listener_open)
 		return;
 	dns_synth_free(sb->dns);
+	leaf_mint_free(sb->lm);
+	mitm_ca_free(sb->ca);
 	free(sb->env);
 	free(sb);
 }
@@ -805,6 +812,15 @@ int guest_gateway_start(uv_loop_t *loop, const struct guest_gateway_options *opt
 		snprintf(err, err_size, "cannot create a mutex: %s", uv_strerror(r));
 		return r;
 	}
+	if ((r = uv_mutex_init(&gw->ctx_lock)) < 0) {
+		uv_mutex_destroy(&gw->mu);
+		free(gw->state_dir);
+		free(gw);
+		snprintf(err, err_size, "cannot create a mutex: %s", uv_strerror(r));
+		return r;
+	}
+	/* Tags this gateway's per-thread store handles (egress_verdict.c). */
+	gw->generation = atomic_fetch_add(&gw_generations, 1) + 1;
 	if ((r = uv_async_init(loop, &gw->async, gw_on_async)) < 0) {
 		snprintf(err, err_size, "cannot create an async handle: %s", uv_strerror(r));
 		goto fail;
@@ -858,6 +874,8 @@ void guest_gateway_free(struct guest_gateway *gw)
 {
 	if (!gw)
 		return;
+	gw_worker_ctx_close_all(gw);
+	uv_mutex_destroy(&gw->ctx_lock);
 	uv_mutex_destroy(&gw->mu);
 	free(gw->state_dir);
 	free(gw);

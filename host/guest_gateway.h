@@ -56,6 +56,8 @@
 
 struct guest_gateway;
 struct control_api_events;
+struct audit_writer;
+struct upstream_tls;
 
 struct guest_gateway_options {
 	const char *state_dir;
@@ -64,6 +66,11 @@ struct guest_gateway_options {
 	size_t n_connect_to;
 	bool vsock_listen;
 	unsigned max_execs;                        /* concurrent execs, >= 1 */
+	/* Egress data path (borrowed; outlive the gateway and its loop's last
+	 * run): every request and TCP connection is audited through audit (fail
+	 * closed: NULL refuses all egress), upstream TLS through upstream_tls. */
+	struct audit_writer *audit;
+	struct upstream_tls *upstream_tls;
 };
 
 __attribute__((warn_unused_result))

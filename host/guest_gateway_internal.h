@@ -20,11 +20,20 @@
 #include "guest_exec.h"
 #include "guest_gateway.h"
 #include "host_pattern.h"
+#include "http1.h"
+#include "policy.h"
 #include "tenancy_types.h"
 #include "vault.h"
 #include "wire.h"
 
+struct audit_writer;
 struct dns_synth;
+struct egress_http;
+struct leaf_mint;
+struct mitm_ca;
+struct policy;
+struct swap_result;
+struct tenancy;
 struct gw_conn;
 struct gw_egress;
 struct gw_event;
@@ -49,6 +58,11 @@ struct gw_sandbox {
 	dev_t listen_dev;
 	ino_t listen_ino;
 	struct dns_synth *dns;        /* lazily, on the first dns stream */
+	/* TLS interception: the sandbox CA (with its key) and its leaf_mint,
+	 * loaded lazily on a worker by the first TLS stream; freed with the
+	 * sandbox (after its last connection, so no handshake still needs them). */
+	struct mitm_ca *ca;
+	struct leaf_mint *lm;
 	struct gw_conn *control;      /* the live control stream, if any */
 	struct gw_binding *env;       /* what the guest was last told */
 	size_t n_env;
@@ -86,7 +100,8 @@ struct gw_conn {
 	uint64_t next_exec_id;
 	struct gw_exec *execs;
 	/* egress */
-	struct gw_egress *eg;
+	struct gw_egress *eg;         /* raw relay (and its upstream resolution) */
+	struct egress_http *http;     /* HTTP/TLS proxy streams (egress_http.c) */
 };
 
 struct guest_gateway {
@@ -109,6 +124,11 @@ struct guest_gateway {
 	int vsock_fd;
 	uv_poll_t vsock_poll;
 	bool vsock_open;
+	/* Per-worker-thread store handles (egress_verdict.c); ctx_lock guards
+	 * the registry guest_gateway_free() closes. */
+	uint64_t generation;
+	uv_mutex_t ctx_lock;
+	struct gw_worker_ctx *ctxs;
 };
 
 /* guest_gateway.c */
@@ -152,5 +172,51 @@ void egress_stream_start(struct gw_conn *c, const char *name, uint16_t port,
 			 const uint8_t *pending, size_t pending_len);
 void gw_egress_close(struct gw_conn *c);
 void gw_egress_free(struct gw_conn *c);
+/* The first --connect-to rule for name:port as curl applies it: target and
+ * target_port (the name and port when no rule matches); true when an
+ * operator rule matched (its target is exempt from the address checks). */
+bool gw_connect_to(const struct guest_gateway *gw, const char *name, uint16_t port,
+		   char target[HOST_PATTERN_BUF], uint16_t *ret_port);
+
+/* egress_http.c: ports 80/443 and TLS on any port, through egress_proxy. */
+void egress_http_start(struct gw_conn *c, const char *name, uint16_t port, bool tls,
+		       const uint8_t *pending, size_t pending_len);
+void egress_http_close(struct gw_conn *c);
+void egress_http_free(struct gw_conn *c);
+
+/* egress_verdict.c (worker threads): policy, swap and audit for one request
+ * or one TCP connection.  See egress_verdict_run(). */
+struct gw_worker_ctx {
+	struct vault *vault;
+	struct tenancy *tenancy;
+	struct policy *policy;
+	struct gw_worker_ctx *next;
+};
+
+struct gw_verdict {
+	/* in (copied by the loop before queueing) */
+	char sandbox_id[TENANCY_OBJECT_ID_LEN + 1];
+	char host[HOST_PATTERN_BUF];
+	uint16_t port;
+	int scheme;                      /* enum store_audit_scheme */
+	const struct http1_head *head;   /* NULL: a TCP connection */
+	const uint8_t *head_bytes;
+	bool audit_allow_now;            /* write the allow row now (HTTP) */
+	/* out */
+	int r;                           /* < 0: internal failure (answer 500/refuse) */
+	bool allow;
+	bool audit_failed;               /* fail closed: 503 MIOSA-Audit-Error */
+	char rule[POLICY_RULE_MAX];
+	struct swap_result *swap;        /* allowed HTTP: the head to forward */
+	struct store_audit_row *row;     /* the row (written or to complete) */
+};
+
+int gw_worker_ctx_get(struct guest_gateway *gw, struct gw_worker_ctx **ret_ctx);
+void gw_worker_ctx_close_all(struct guest_gateway *gw);
+/* Worker: fills v's outputs.  v->row is allocated here (free it). */
+void egress_verdict_run(struct guest_gateway *gw, struct gw_verdict *v);
+void egress_verdict_clear(struct gw_verdict *v);
+/* Loop or worker: submit a completed TCP row (no wait); logs on failure. */
+void egress_verdict_submit_row(struct guest_gateway *gw, const struct store_audit_row *row);
 
 #endif

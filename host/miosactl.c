@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl_client.h"
@@ -1208,6 +1209,550 @@ static int cl_tenant_settings(struct cl *c, const struct cl_command *cmd, int ar
 }
 
 /* ------------------------------------------------------------------ */
+/* network                                                             */
+
+static void cl_network_target(struct ctl_target *t, const char *sandbox, const char *verb)
+{
+	ctl_target_init(t);
+	ctl_target_add(t, "/v1/sandboxes");
+	ctl_target_add_segment(t, sandbox);
+	ctl_target_add(t, "/network");
+	if (verb) {
+		ctl_target_add(t, "/");
+		ctl_target_add(t, verb);
+	}
+}
+
+static const struct ctl_column cl_hit_cols[] = {
+	{ "HOST", "host" },
+	{ "PORT", "port" },
+	{ "COUNT", "count" },
+	{ "FIRST_SEEN", "first_seen" },
+	{ "LAST_SEEN", "last_seen" },
+};
+
+static const struct ctl_column cl_allow_cols[] = {
+	{ "PATTERN", "pattern" },
+	{ "PORT", "port" },
+	{ "ADDED", "created_at" },
+};
+
+/* One titled list of the network answer; "-" in PORT means any port. */
+static int cl_print_section(const struct cl *c, const json_t *ans, const char *key,
+			    const char *title, const struct ctl_column *cols, size_t ncols)
+{
+	const json_t *a = NULL;
+	int ex;
+
+	if ((ex = cl_list_field(c, ans, key, &a)) != CL_EXIT_OK)
+		return ex;
+	printf("\n%s (%zu):\n", title, json_array_size(a));
+	return json_array_size(a) ? cl_print_table(a, cols, ncols) : CL_EXIT_OK;
+}
+
+static int cl_print_network(const struct cl *c, const json_t *ans)
+{
+	char mode[32];
+	int ex;
+
+	if (c->json)
+		return cl_print_json(ans);
+	ctl_output_cell(json_object_get(ans, "mode"), false, mode, sizeof(mode));
+	printf("mode: %s\n", mode);
+	if ((ex = cl_print_section(c, ans, "allowlist", "allowlist", cl_allow_cols,
+				   CL_NCOLS(cl_allow_cols))) != CL_EXIT_OK ||
+	    (ex = cl_print_section(c, ans, "observed", "observed", cl_hit_cols,
+				   CL_NCOLS(cl_hit_cols))) != CL_EXIT_OK)
+		return ex;
+	return cl_print_section(c, ans, "pending", "pending (blocked in enforce mode)", cl_hit_cols,
+				CL_NCOLS(cl_hit_cols));
+}
+
+static int cl_network_status(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *pos[1];
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	cl_network_target(&t, pos[0], NULL);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) == CL_EXIT_OK)
+		ex = cl_print_network(c, ans);
+	json_decref(ans);
+	return ex;
+}
+
+static int cl_network_pending(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const json_t *a = NULL;
+	const char *pos[1];
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	cl_network_target(&t, pos[0], "pending");
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) != CL_EXIT_OK)
+		goto out;
+	if (c->json) {
+		ex = cl_print_json(ans);
+	} else if ((ex = cl_list_field(c, ans, "pending", &a)) == CL_EXIT_OK) {
+		if (json_array_size(a) == 0)
+			printf("no pending hosts\n");
+		else
+			ex = cl_print_table(a, cl_hit_cols, CL_NCOLS(cl_hit_cols));
+	}
+out:
+	json_decref(ans);
+	return ex;
+}
+
+/* POST .../network/allow|deny {"pattern", "port"?} */
+static int cl_network_edit(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const char *port_text = NULL;
+	const struct cl_opt opts[] = {
+		{ "port", CL_OPT_STR, &port_text },
+		{ NULL, 0, NULL },
+	};
+	bool allow = strcmp(cmd->verb, "allow") == 0;
+	char pattern[CTL_TEXT_MAX];
+	const char *pos[2];
+	struct ctl_target t;
+	json_t *body, *ans = NULL;
+	uint32_t port = 0;
+	int ex, status = 0;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, pos, 2, 2, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (port_text && !cl_parse_u32(port_text, 1, 65535, &port))
+		return cl_usage_error(cmd, "--port '%s' is not 1..65535", port_text);
+	body = json_pack("{s:s}", "pattern", pos[1]);
+	if (!body || (port && json_object_set_new(body, "port", json_integer(port)) != 0)) {
+		json_decref(body);
+		return cl_error("out of memory");
+	}
+	cl_network_target(&t, pos[0], cmd->verb);
+	ex = cl_call_object(c, "POST", &t, body, &ans, &status);
+	json_decref(body);
+	if (ex != CL_EXIT_OK)
+		return ex;
+	if (c->json) {
+		ex = cl_print_json(ans);
+	} else {
+		char where[32] = "";
+
+		ctl_output_sanitize(pos[1], pattern, sizeof(pattern));
+		if (port)
+			snprintf(where, sizeof(where), " port %u", port);
+		if (allow)
+			printf("%s %s%s\n", status == 201 ? "allowed" : "already allowed", pattern,
+			       where);
+		else
+			printf("removed %s%s from the allowlist\n", pattern, where);
+	}
+	json_decref(ans);
+	return ex;
+}
+
+/* POST .../network/lockdown|observe: prints the new mode and list size. */
+static int cl_network_mode(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	const json_t *a = NULL;
+	const char *pos[1];
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	cl_network_target(&t, pos[0], cmd->verb);
+	if ((ex = cl_call_object(c, "POST", &t, NULL, &ans, NULL)) != CL_EXIT_OK)
+		return ex;
+	if (c->json) {
+		ex = cl_print_json(ans);
+	} else if ((ex = cl_list_field(c, ans, "allowlist", &a)) == CL_EXIT_OK) {
+		if (strcmp(cmd->verb, "lockdown") == 0)
+			printf("mode: enforce; %zu allowlist entries (%lld added from observed hosts)\n",
+			       json_array_size(a),
+			       (long long)json_integer_value(json_object_get(ans, "added")));
+		else
+			printf("mode: observe; allowlist kept (%zu entries)\n", json_array_size(a));
+	}
+	json_decref(ans);
+	return ex;
+}
+
+/* ------------------------------------------------------------------ */
+/* audit                                                               */
+
+#define CL_AUDIT_POLL_MS 500
+#define CL_AUDIT_TAIL_PAGE "1000"
+#define CL_AUDIT_TAIL_MAX 20   /* pages read per poll before giving up a burst */
+#define CL_AUDIT_EXPORT_MAX (256u << 20)
+
+/* The filters every audit command takes, as query parameters. */
+struct cl_audit_filter {
+	const char *tenant, *sandbox, *host, *since, *until, *status, *action;
+	const char *ext_user, *ext_ws, *limit, *cursor, *format;
+};
+
+#define CL_AUDIT_FILTER_OPTS(f) \
+	{ "tenant", CL_OPT_STR, &(f)->tenant }, \
+	{ "sandbox", CL_OPT_STR, &(f)->sandbox }, \
+	{ "host", CL_OPT_STR, &(f)->host }, \
+	{ "since", CL_OPT_STR, &(f)->since }, \
+	{ "until", CL_OPT_STR, &(f)->until }, \
+	{ "status", CL_OPT_STR, &(f)->status }, \
+	{ "action", CL_OPT_STR, &(f)->action }, \
+	{ "external-user-id", CL_OPT_STR, &(f)->ext_user }, \
+	{ "external-workspace-id", CL_OPT_STR, &(f)->ext_ws }
+
+/* Values go to the API as they are: it validates them and its message
+ * (e.g. a bad --since) is what the user sees. */
+static void cl_audit_query(struct ctl_target *t, const struct cl_audit_filter *f)
+{
+	const struct { const char *name, *value; } q[] = {
+		{ "tenant_id", f->tenant }, { "sandbox", f->sandbox }, { "host", f->host },
+		{ "since", f->since }, { "until", f->until }, { "status", f->status },
+		{ "action", f->action }, { "external_user_id", f->ext_user },
+		{ "external_workspace_id", f->ext_ws }, { "limit", f->limit },
+		{ "cursor", f->cursor }, { "format", f->format },
+	};
+
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		if (q[i].value)
+			ctl_target_add_query(t, q[i].name, q[i].value);
+}
+
+static void cl_format_time_us(json_int_t us, char *out, size_t size)
+{
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (us < 0 || !gmtime_r(&secs, &tm)) {
+		snprintf(out, size, "-");
+		return;
+	}
+	snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(us % 1000000 / 1000));
+}
+
+/*
+ * One row as the seeds show it, after its time and sandbox:
+ *   TIME SANDBOX [audit] allow api.openai.com HTTP 200 secrets=openai_key
+ * A port other than the scheme's default follows the host; a TCP row says
+ * TCP; a row without a status shows "-"; deny and error rows end with their
+ * reason.  Every broker string is sanitized.
+ */
+static void cl_print_audit_row(FILE *out, const json_t *row)
+{
+	const json_t *swapped = ctl_output_lookup(row, "request_transforms.secrets.swapped");
+	char when[80], sbx[CTL_TEXT_MAX], action[16], host[CTL_TEXT_MAX], scheme[16];
+	char reason[CTL_TEXT_MAX], name[CTL_TEXT_MAX];
+	json_int_t port = json_integer_value(json_object_get(row, "port"));
+	json_int_t status = json_integer_value(json_object_get(row, "status"));
+	size_t i;
+	json_t *v;
+
+	cl_format_time_us(json_integer_value(json_object_get(row, "time_us")), when, sizeof(when));
+	ctl_output_cell(json_object_get(row, "sandbox_id"), false, sbx, sizeof(sbx));
+	ctl_output_cell(json_object_get(row, "action"), false, action, sizeof(action));
+	ctl_output_cell(json_object_get(row, "host"), false, host, sizeof(host));
+	ctl_output_cell(json_object_get(row, "scheme"), false, scheme, sizeof(scheme));
+	ctl_output_cell(json_object_get(row, "reason"), false, reason, sizeof(reason));
+	fprintf(out, "%s %s [audit] %s %s", when, sbx, action, host);
+	if (!((strcmp(scheme, "https") == 0 && port == 443) ||
+	      (strcmp(scheme, "http") == 0 && port == 80)))
+		fprintf(out, ":%lld", (long long)port);
+	if (strcmp(scheme, "tcp") == 0)
+		fputs(" TCP", out);
+	else if (status > 0)
+		fprintf(out, " HTTP %lld", (long long)status);
+	else
+		fputs(" HTTP -", out);
+	json_array_foreach(swapped, i, v) {
+		ctl_output_cell(v, false, name, sizeof(name));
+		fprintf(out, "%s%s", i == 0 ? " secrets=" : ",", name);
+	}
+	if (strcmp(action, "allow") != 0 && strcmp(reason, "-") != 0)
+		fprintf(out, " reason=%s", reason);
+	fputc('\n', out);
+}
+
+static int cl_print_audit_rows(const struct cl *c, const json_t *rows, bool oldest_first)
+{
+	size_t n = json_array_size(rows);
+
+	for (size_t k = 0; k < n; k++) {
+		const json_t *row = json_array_get(rows, oldest_first ? n - 1 - k : k);
+
+		if (!json_is_object(row))
+			return cl_error("answer from %s has a row that is not an object", c->ep.display);
+		if (c->json) {
+			char *line = json_dumps(row, JSON_COMPACT | JSON_SORT_KEYS);
+
+			if (!line)
+				return cl_error("out of memory");
+			puts(line);
+			cl_wipe_free(line); /* jansson's allocator */
+		} else {
+			cl_print_audit_row(stdout, row);
+		}
+	}
+	return CL_EXIT_OK;
+}
+
+static int cl_audit_ls(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_audit_filter f = { 0 };
+	const struct cl_opt opts[] = {
+		CL_AUDIT_FILTER_OPTS(&f),
+		{ "limit", CL_OPT_STR, &f.limit },
+		{ "cursor", CL_OPT_STR, &f.cursor },
+		{ NULL, 0, NULL },
+	};
+	const json_t *rows = NULL, *next;
+	struct ctl_target t;
+	json_t *ans = NULL;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/audit");
+	cl_audit_query(&t, &f);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) != CL_EXIT_OK)
+		return ex;
+	if (c->json) {
+		ex = cl_print_json(ans);
+	} else if ((ex = cl_list_field(c, ans, "rows", &rows)) == CL_EXIT_OK) {
+		ex = cl_print_audit_rows(c, rows, false);
+		next = json_object_get(ans, "next_cursor");
+		if (ex == CL_EXIT_OK && json_is_string(next)) {
+			char cur[64];
+
+			ctl_output_sanitize(json_string_value(next), cur, sizeof(cur));
+			fprintf(stderr, "miosactl: more rows: add --cursor %s\n", cur);
+		}
+	}
+	json_decref(ans);
+	return ex;
+}
+
+/* GET with the answer's body as it is (export): 0 and *ret_resp on 2xx. */
+static int cl_call_raw(struct cl *c, const struct ctl_target *t, size_t max_response,
+		       struct ctl_response *ret_resp)
+{
+	struct ctl_request req = { .method = "GET", .target = ctl_target_get(t),
+				   .max_response = max_response };
+	struct ctl_response resp = { 0 };
+	char err[CTL_ERR_MAX];
+
+	if (!req.target)
+		return cl_error("request path too long");
+	if (c->ep.transport == CTL_TRANSPORT_TCP)
+		req.bearer = c->api_key;
+	if (ctl_client_call(&c->ep, &req, c->timeout_ms, &resp, err, sizeof(err)) < 0)
+		return cl_error("%s", err);
+	if (resp.status >= 400) {
+		cl_print_api_error(c, &resp);
+		ctl_response_free(&resp);
+		return CL_EXIT_FAIL;
+	}
+	if (resp.status != 200) {
+		ctl_response_free(&resp);
+		return cl_error("unexpected HTTP %d from %s", resp.status, c->ep.display);
+	}
+	*ret_resp = resp;
+	return CL_EXIT_OK;
+}
+
+static int cl_audit_export(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_audit_filter f = { 0 };
+	const struct cl_opt opts[] = {
+		CL_AUDIT_FILTER_OPTS(&f),
+		{ "format", CL_OPT_STR, &f.format },
+		{ NULL, 0, NULL },
+	};
+	struct ctl_response resp = { 0 };
+	struct ctl_target t;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (f.format && strcmp(f.format, "jsonl") != 0 && strcmp(f.format, "csv") != 0)
+		return cl_usage_error(cmd, "--format must be jsonl or csv");
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/audit/export");
+	cl_audit_query(&t, &f);
+	if ((ex = cl_call_raw(c, &t, CL_AUDIT_EXPORT_MAX, &resp)) != CL_EXIT_OK)
+		return ex;
+	/* Raw on purpose: the export is the broker's (RFC 4180 / JSON lines,
+	 * spreadsheet formulas already neutralized), redirected to a file. */
+	if (resp.body_len && fwrite(resp.body, 1, resp.body_len, stdout) != resp.body_len)
+		ex = cl_error("cannot write to standard output");
+	ctl_response_free(&resp);
+	return ex;
+}
+
+static int cl_audit_verify(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct ctl_target t;
+	json_t *ans = NULL;
+	bool ok;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/audit/verify");
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) != CL_EXIT_OK)
+		return ex;
+	ok = json_is_true(json_object_get(ans, "ok"));
+	if (c->json) {
+		ex = cl_print_json(ans);
+	} else if (ok) {
+		char head[80];
+
+		ctl_output_cell(json_object_get(ans, "head"), false, head, sizeof(head));
+		printf("audit chain OK: %lld rows, head %s\n",
+		       (long long)json_integer_value(json_object_get(ans, "rows")), head);
+	} else {
+		printf("audit chain BROKEN: first bad row id %lld (%lld rows verified before it)\n",
+		       (long long)json_integer_value(json_object_get(ans, "first_bad_id")),
+		       (long long)json_integer_value(json_object_get(ans, "rows")));
+	}
+	json_decref(ans);
+	return ex == CL_EXIT_OK && !ok ? CL_EXIT_FAIL : ex;
+}
+
+/*
+ * One page of the newest matching rows (before cursor, if any).  On success
+ * *ret_ans holds the answer (rows newest first).
+ */
+static int cl_audit_page(struct cl *c, const struct cl_audit_filter *f, const char *limit,
+			 const char *cursor, json_t **ret_ans)
+{
+	struct cl_audit_filter page = *f;
+	struct ctl_target t;
+	const json_t *rows;
+	int ex;
+
+	page.limit = limit;
+	page.cursor = cursor;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/audit");
+	cl_audit_query(&t, &page);
+	if ((ex = cl_call_object(c, "GET", &t, NULL, ret_ans, NULL)) != CL_EXIT_OK)
+		return ex;
+	if ((ex = cl_list_field(c, *ret_ans, "rows", &rows)) != CL_EXIT_OK) {
+		json_decref(*ret_ans);
+		*ret_ans = NULL;
+	}
+	return ex;
+}
+
+/*
+ * Rows newer than *last_id, printed oldest first; *last_id advances.  Pages
+ * back through a burst until it reaches a row already printed (ids grow in
+ * commit order, so "newer" is "larger id").
+ */
+static int cl_audit_tail_poll(struct cl *c, const struct cl_audit_filter *f, json_int_t *last_id)
+{
+	json_t *fresh = json_array(), *ans = NULL;
+	char cursor[32] = "";
+	json_int_t newest = *last_id;
+	int ex = CL_EXIT_OK;
+	bool done = false;
+
+	if (!fresh)
+		return cl_error("out of memory");
+	for (int pages = 0; !done && pages < CL_AUDIT_TAIL_MAX; pages++) {
+		const json_t *rows, *next, *row;
+		size_t i;
+
+		if ((ex = cl_audit_page(c, f, CL_AUDIT_TAIL_PAGE, cursor[0] ? cursor : NULL,
+					&ans)) != CL_EXIT_OK)
+			break;
+		rows = json_object_get(ans, "rows");
+		json_array_foreach(rows, i, row) {
+			json_int_t id = json_integer_value(json_object_get(row, "id"));
+
+			if (id <= *last_id) {
+				done = true;
+				break;
+			}
+			newest = id > newest ? id : newest;
+			json_array_append(fresh, (json_t *)row);
+		}
+		next = json_object_get(ans, "next_cursor");
+		if (!json_is_string(next) || strlen(json_string_value(next)) >= sizeof(cursor))
+			done = true;
+		else
+			snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+		json_decref(ans);
+		ans = NULL;
+	}
+	if (ex == CL_EXIT_OK && !done)
+		fprintf(stderr, "miosactl: audit tail fell behind; some rows were skipped\n");
+	if (ex == CL_EXIT_OK && (ex = cl_print_audit_rows(c, fresh, true)) == CL_EXIT_OK) {
+		*last_id = newest;
+		if (fflush(stdout) != 0)
+			ex = cl_error("cannot write to standard output");
+	}
+	json_decref(fresh);
+	return ex;
+}
+
+/*
+ * Polling for now (the API has no streaming route yet): the last --lines
+ * rows, then every CL_AUDIT_POLL_MS the rows committed since, until
+ * interrupted.
+ */
+static int cl_audit_tail(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct cl_audit_filter f = { 0 };
+	const char *lines = "10";
+	const struct cl_opt opts[] = {
+		CL_AUDIT_FILTER_OPTS(&f),
+		{ "lines", CL_OPT_STR, &lines },
+		{ NULL, 0, NULL },
+	};
+	const struct timespec pause = { 0, CL_AUDIT_POLL_MS * 1000000L };
+	json_int_t last_id = 0;
+	json_t *ans = NULL;
+	uint32_t n_lines;
+	int ex;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if (!cl_parse_u32(lines, 0, 1000, &n_lines))
+		return cl_usage_error(cmd, "--lines '%s' is not 0..1000", lines);
+	/* The starting point: the newest matching row; the --lines before it
+	 * are shown first. */
+	if ((ex = cl_audit_page(c, &f, n_lines ? lines : "1", NULL, &ans)) != CL_EXIT_OK)
+		return ex;
+	last_id = json_integer_value(json_object_get(json_array_get(json_object_get(ans, "rows"), 0),
+						     "id"));
+	if (n_lines)
+		ex = cl_print_audit_rows(c, json_object_get(ans, "rows"), true);
+	json_decref(ans);
+	if (ex == CL_EXIT_OK && fflush(stdout) != 0)
+		ex = cl_error("cannot write to standard output");
+	while (ex == CL_EXIT_OK) {
+		nanosleep(&pause, NULL);
+		ex = cl_audit_tail_poll(c, &f, &last_id);
+	}
+	return ex;
+}
+
+/* ------------------------------------------------------------------ */
 /* health                                                              */
 
 static int cl_health(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
@@ -1537,6 +2082,68 @@ static const struct cl_command cl_commands[] = {
 	  "Show a tenant's settings, or change them.  With the setting off, secrets at\n"
 	  "scope external_user are refused (403 end_user_credentials_disabled).\n"
 	  "TENANT defaults to $MIOSA_TENANT, else \"default\".\n" },
+
+	{ "network", "status", cl_network_status, "network status SANDBOX",
+	  "Show the sandbox's network policy: mode (observe: everything allowed and\n"
+	  "recorded; enforce: only the allowlist), the allowlist, the hosts observed\n"
+	  "so far and the pending hosts (blocked in enforce mode).  PORT \"-\" on an\n"
+	  "allowlist entry means any port.\n" },
+	{ "network", "pending", cl_network_pending, "network pending SANDBOX",
+	  "List the hosts blocked in enforce mode (host, port, count, first/last\n"
+	  "seen), so they can be allowed.  Allowing a host removes it from here.\n" },
+	{ "network", "allow", cl_network_edit, "network allow SANDBOX PATTERN [--port P]",
+	  "Add PATTERN to the allowlist: an exact name (api.openai.com), a wildcard\n"
+	  "(*.openai.com: any name strictly below openai.com, NOT openai.com itself)\n"
+	  "or an IP literal; --port limits it to one port (default: any port).\n"
+	  "Prints \"allowed\" or \"already allowed\".  Takes effect on the next\n"
+	  "connection and the next request of open keep-alive connections.\n" },
+	{ "network", "deny", cl_network_edit, "network deny SANDBOX PATTERN [--port P]",
+	  "Remove PATTERN from the allowlist (without --port: every entry of that\n"
+	  "pattern).  It is not a deny rule: in observe mode the host stays\n"
+	  "reachable.  Fails (not_found) when nothing matched.\n" },
+	{ "network", "lockdown", cl_network_mode, "network lockdown SANDBOX",
+	  "Switch to enforce mode with every observed host added to the allowlist,\n"
+	  "atomically.  Anything else is then blocked (HTTP 403 with\n"
+	  "MIOSA-Egress-Deny) and listed by `network pending`.\n" },
+	{ "network", "observe", cl_network_mode, "network observe SANDBOX",
+	  "Switch back to observe mode; the allowlist is kept for a later lockdown.\n"
+	  "Use it right after creating a sandbox from a template snapshotted in\n"
+	  "enforce mode.\n" },
+
+	{ "audit", "ls", cl_audit_ls,
+	  "audit ls [--sandbox S] [--host H] [--since T] [--until T] [--status N]\n"
+	  "                [--action allow|deny|error] [--external-user-id U]\n"
+	  "                [--external-workspace-id W] [--tenant T] [--limit N] [--cursor C]",
+	  "List audit rows, newest first, one line each:\n"
+	  "  TIME SANDBOX [audit] ACTION HOST[:PORT] HTTP STATUS [secrets=NAMES] [reason=R]\n"
+	  "Every filter is strict equality (--external-user-id alice@ matches only\n"
+	  "\"alice@\").  --since/--until take a duration back from now (30s, 5m, 24h,\n"
+	  "7d) or an RFC 3339 time.  --limit is 1..1000 (default 100); when there are\n"
+	  "more rows, stderr says which --cursor gives the next page.  --json prints\n"
+	  "the API's answer (rows and next_cursor).  Over --url only the API key's\n"
+	  "tenant's rows exist.\n" },
+	{ "audit", "export", cl_audit_export,
+	  "audit export [--format jsonl|csv] [--sandbox S] [--host H] [--since T] [--until T]\n"
+	  "                [--status N] [--action A] [--external-user-id U]\n"
+	  "                [--external-workspace-id W] [--tenant T]",
+	  "Write every matching row to standard output, newest first, as JSON lines\n"
+	  "(default) or CSV (RFC 4180, header line; fields a spreadsheet would run as\n"
+	  "a formula are prefixed with ').  At most 64 MiB per export: narrow it with\n"
+	  "--since/--until.\n" },
+	{ "audit", "tail", cl_audit_tail,
+	  "audit tail [--lines N] [--sandbox S] [--host H] [--since T] [--status N]\n"
+	  "                [--action A] [--external-user-id U] [--external-workspace-id W]\n"
+	  "                [--tenant T]",
+	  "Print the last --lines matching rows (default 10, 0 for none), oldest\n"
+	  "first, then every new row as it is committed, in the `audit ls` format\n"
+	  "(--json: one JSON object per line), until interrupted.  For now this polls\n"
+	  "the API every 500 ms; a streaming route will replace the polling.\n" },
+	{ "audit", "verify", cl_audit_verify, "audit verify",
+	  "Check the audit log's hash chain (Unix socket only).  Exit status 0 when\n"
+	  "every row links to the one before and its hash recomputes; 1 with the\n"
+	  "first bad row's id when the chain is broken (a row edited, inserted,\n"
+	  "reordered or deleted).  Deleting the newest rows is only detected by\n"
+	  "comparing the printed head with one kept elsewhere.\n" },
 
 	{ "exec", "", cl_exec,
 	  "exec SANDBOX [--timeout S] [--env NAME=VALUE]... [--cwd DIR] -- CMD [ARG]...",

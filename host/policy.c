@@ -135,6 +135,18 @@ const char *policy_errmsg(const struct policy *p)
 	return p ? p->err : "no policy handle";
 }
 
+int policy_check_idle(struct policy *p, bool reset)
+{
+	int r = store_check_idle(p->st);
+
+	if (r == 0)
+		return 0;
+	pl_failf(p, r, "%s", store_errmsg(p->st));
+	if (reset)
+		store_force_idle(p->st);
+	return r;
+}
+
 /* ---- snapshots and the decision ---------------------------------------- */
 
 static bool pl_is_wildcard(const char *pattern)

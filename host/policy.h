@@ -141,6 +141,15 @@ int policy_open(const char *state_dir, struct policy **ret_policy, char *err, si
 void policy_close(struct policy *p); /* NULL is a no-op */
 const char *policy_errmsg(const struct policy *p);
 
+/*
+ * Is the handle's store connection idle (store_check_idle())?  0 = yes.
+ * -EBUSY = a transaction or statement was left open, which pins the
+ * connection to an old snapshot; policy_errmsg() says which, and with reset
+ * the connection has been made idle again (store_force_idle()).
+ */
+__attribute__((warn_unused_result))
+int policy_check_idle(struct policy *p, bool reset);
+
 /* Mode and all three lists in one read transaction. */
 __attribute__((warn_unused_result))
 int policy_status(struct policy *p, const char *sandbox_id, struct policy_status *ret_status);

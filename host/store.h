@@ -106,6 +106,20 @@ __attribute__((warn_unused_result)) int store_commit(struct store *st);
 /* Best effort and idempotent: nothing to do when no transaction is open. */
 void store_rollback(struct store *st);
 
+/*
+ * Is the connection idle: no transaction open and no statement stepped but
+ * not yet reset?  In WAL mode either one pins the connection to the
+ * snapshot it started with, so every later read on it answers old data
+ * (a rotated secret, an audit chain without its newest rows).  0 = idle;
+ * -EBUSY = not, store_errmsg() names the open transaction or the statement
+ * (its constant SQL, truncated; never a bound value).
+ */
+__attribute__((warn_unused_result)) int store_check_idle(struct store *st);
+/* Reset every running statement and roll back an open transaction: the
+ * connection is idle afterwards.  Idempotent; for recovery from a caller's
+ * bug that store_check_idle() found, not for ordinary error paths. */
+void store_force_idle(struct store *st);
+
 /* Small opaque key/value rows (vault key check).  get: value length. */
 __attribute__((warn_unused_result))
 int store_meta_get(struct store *st, const char *key, uint8_t *buf, size_t buf_size,

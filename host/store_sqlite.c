@@ -466,22 +466,39 @@ static int st_prepare_dir(const char *dir, char *err, size_t err_size)
 static int st_prepare_file(const char *path, char *err, size_t err_size)
 {
 	struct stat sb;
-	int fd, r = 0;
+	int fd;
 
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
-	if (fd < 0)
-		return st_open_fail(err, err_size, -errno, errno == ELOOP ?
-				    "%s is a symlink; refusing to follow it" : "cannot open %s: %m", path);
-	if (fstat(fd, &sb) < 0)
-		r = st_open_fail(err, err_size, -errno, "%s: %m", path);
-	else if (!S_ISREG(sb.st_mode))
-		r = st_open_fail(err, err_size, -EINVAL, "%s is not a regular file", path);
-	else if (sb.st_mode & (S_IRWXG | S_IRWXO))
-		r = st_open_fail(err, err_size, -EPERM,
-				 "%s is mode %04o; must not be accessible by group or others (chmod 600)",
-				 path, (unsigned)(sb.st_mode & 07777));
-	close(fd);
-	return r;
+	/*
+	 * Never open() + close() an existing database file here: POSIX record
+	 * locks belong to the process, and close() of ANY descriptor of the
+	 * file drops every lock SQLite holds on it in this process (fcntl(2)).
+	 * Another process closing its connection would then see itself as the
+	 * last one, checkpoint and unlink the -wal file under our live
+	 * connections: their later commits would go to an unlinked file and be
+	 * lost.  Only a file we create ourselves (O_EXCL: nobody holds a lock
+	 * on it yet) is opened and closed.
+	 */
+	if (lstat(path, &sb) < 0) {
+		if (errno != ENOENT)
+			return st_open_fail(err, err_size, -errno, "cannot open %s: %m", path);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return st_open_fail(err, err_size, -errno, "cannot create %s: %m", path);
+		if (fd >= 0)
+			close(fd);
+		if (lstat(path, &sb) < 0)
+			return st_open_fail(err, err_size, -errno, "cannot open %s: %m", path);
+	}
+	if (S_ISLNK(sb.st_mode))
+		return st_open_fail(err, err_size, -ELOOP, "%s is a symlink; refusing to follow it",
+				    path);
+	if (!S_ISREG(sb.st_mode))
+		return st_open_fail(err, err_size, -EINVAL, "%s is not a regular file", path);
+	if (sb.st_mode & (S_IRWXG | S_IRWXO))
+		return st_open_fail(err, err_size, -EPERM,
+				    "%s is mode %04o; must not be accessible by group or others (chmod 600)",
+				    path, (unsigned)(sb.st_mode & 07777));
+	return 0;
 }
 
 /* Constant SQL with no parameters (connection settings, migrations). */
@@ -670,6 +687,40 @@ void store_rollback(struct store *st)
 		return; /* no transaction open (or SQLite already rolled it back) */
 	if (st_exec_cached(st, ST_ROLLBACK, "rollback") != 0)
 		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* How much of a statement's SQL an idle-check message quotes. */
+#define ST_IDLE_SQL_QUOTE 80
+
+int store_check_idle(struct store *st)
+{
+	sqlite3_stmt *s = NULL;
+
+	/* Statements first: a leaked SELECT is also what keeps the implicit
+	 * read transaction open, and its SQL says where the leak is. */
+	while ((s = sqlite3_next_stmt(st->db, s)))
+		if (sqlite3_stmt_busy(s)) {
+			const char *sql = sqlite3_sql(s);
+
+			/* sqlite3_sql() is the text as prepared, never the
+			 * bound values (unlike sqlite3_expanded_sql()). */
+			return st_failf(st, -EBUSY, "statement left running: %.*s%s",
+					ST_IDLE_SQL_QUOTE, sql ? sql : "?",
+					sql && strlen(sql) > ST_IDLE_SQL_QUOTE ? "..." : "");
+		}
+	if (!sqlite3_get_autocommit(st->db))
+		return st_failf(st, -EBUSY, "transaction left open");
+	return 0;
+}
+
+void store_force_idle(struct store *st)
+{
+	sqlite3_stmt *s = NULL;
+
+	while ((s = sqlite3_next_stmt(st->db, s)))
+		if (sqlite3_stmt_busy(s))
+			(void)sqlite3_reset(s);
+	store_rollback(st);
 }
 
 /* ---- meta -------------------------------------------------------------- */

@@ -298,6 +298,18 @@ const char *tenancy_errmsg(const struct tenancy *t)
 	return t ? t->err : "no tenancy";
 }
 
+int tenancy_check_idle(struct tenancy *t, bool reset)
+{
+	int r = store_check_idle(t->st);
+
+	if (r == 0)
+		return 0;
+	tn_fail(t, r, "%s", store_errmsg(t->st));
+	if (reset)
+		store_force_idle(t->st);
+	return r;
+}
+
 /* ---- tenants ----------------------------------------------------------- */
 
 static int tn_tenant_insert(struct tenancy *t, const struct tenancy_tenant *row)

@@ -94,6 +94,15 @@ int tenancy_open(const char *state_dir, const struct master_key *key,
 void tenancy_close(struct tenancy *t); /* NULL is a no-op; wipes the subkey */
 const char *tenancy_errmsg(const struct tenancy *t);
 
+/*
+ * Is the handle's store connection idle (store_check_idle())?  0 = yes.
+ * -EBUSY = a transaction or statement was left open, which pins the
+ * connection to an old snapshot; tenancy_errmsg() says which, and with reset
+ * the connection has been made idle again (store_force_idle()).
+ */
+__attribute__((warn_unused_result))
+int tenancy_check_idle(struct tenancy *t, bool reset);
+
 /* ---- validation (pure; also used by the control API for path segments) */
 bool tenancy_tenant_id_is_valid(const char *s);
 bool tenancy_attr_id_is_valid(const char *s);       /* 1..256 bytes of 0x21..0x7e */

@@ -530,6 +530,18 @@ const char *vault_errmsg(const struct vault *v)
 	return v ? v->err : "no vault";
 }
 
+int vault_check_idle(struct vault *v, bool reset)
+{
+	int r = store_check_idle(v->st);
+
+	if (r == 0)
+		return 0;
+	vault_fail(v, r, "%s", store_errmsg(v->st));
+	if (reset)
+		store_force_idle(v->st);
+	return r;
+}
+
 /* ---- set / rotate / delete --------------------------------------------- */
 
 static int vault_check_spec(struct vault *v, const struct vault_secret_spec *spec,

@@ -166,6 +166,15 @@ void vault_close(struct vault *v); /* NULL is a no-op; wipes the subkey */
 const char *vault_errmsg(const struct vault *v);
 
 /*
+ * Is the handle's store connection idle (store_check_idle())?  0 = yes.
+ * -EBUSY = a transaction or statement was left open, which pins the
+ * connection to an old snapshot; vault_errmsg() says which, and with reset
+ * the connection has been made idle again (store_force_idle()).
+ */
+__attribute__((warn_unused_result))
+int vault_check_idle(struct vault *v, bool reset);
+
+/*
  * Create, or replace by (tenant, scope, scope_id, name): a replacement takes
  * the new value, env name, hosts and allow_cleartext, bumps the version and
  * keeps every placeholder already issued.  ret_result may be NULL.

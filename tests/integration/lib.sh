@@ -268,6 +268,14 @@ broker_stop() {
 		sleep 0.05
 	done
 	wait "$pid" 2>/dev/null || rc=$?
+	# control_api_handle() repairs a store connection a request left in a
+	# transaction (it would read an old snapshot for good) and the access
+	# log line says so: in a test run that is a bug.  Checked once per run.
+	if [ -z "${_BROKER_BUSY_SEEN:-}" ] && grep -q 'store left busy' "$T/broker.log" 2>/dev/null; then
+		_BROKER_BUSY_SEEN=1
+		fail "no request left a store connection busy" \
+			"$(grep -m 3 'store left busy' "$T/broker.log")"
+	fi
 	return "$rc"
 }
 

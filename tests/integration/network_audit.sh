@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Network policy and audit log through the control API (docs/api.md,
+# docs/cli.md): a real miosa-broker, miosactl and curl.  Policy round trips
+# (allow/deny/lockdown/observe, pending), audit ls with filters, export
+# (JSON lines, CSV, content types), verify (intact and tampered), tail
+# (polling) and tenant isolation over TCP.  Rows come from audit_seed ($1)
+# through the audit module's writer.
+. "$(dirname "$0")/lib.sh"
+
+SEED=${1:?usage: network_audit.sh AUDIT_SEED}
+unset MIOSA_URL MIOSA_API_KEY MIOSA_TENANT
+PORT=$(free_port)
+broker_start
+export MIOSA_SOCKET=$SOCK
+ok "broker up"
+
+ctl sandbox create
+SBX=$CTL_OUT
+check_match "sandbox created" '^sbx_' "$SBX"
+
+# ---- network ----------------------------------------------------------
+ctl_ok "network status" network status "$SBX"
+check_contains "fresh sandbox is in observe mode" "mode: observe" "$CTL_OUT"
+ctl_ok "network pending" network pending "$SBX"
+check_eq "pending is empty" "no pending hosts" "$CTL_OUT"
+ctl_ok "allow api.openai.com" network allow "$SBX" api.openai.com
+check_eq "allow says allowed" "allowed api.openai.com" "$CTL_OUT"
+ctl_ok "allow again" network allow "$SBX" api.openai.com
+check_eq "second allow is idempotent" "already allowed api.openai.com" "$CTL_OUT"
+ctl_ok "allow a wildcard on a port" network allow "$SBX" '*.npmjs.com' --port 443
+ctl_fails "bad pattern is refused with its quote" 1 "*foo.com" network allow "$SBX" '*foo.com'
+ctl_fails "bad port is a usage error" 2 "--port" network allow "$SBX" a.com --port 70000
+ctl --json network status "$SBX"
+check_eq "allowlist has two entries" "2" "$(printf '%s' "$CTL_OUT" | jget 'allowlist.#')"
+ctl_ok "lockdown" network lockdown "$SBX"
+check_contains "lockdown reports enforce" "mode: enforce" "$CTL_OUT"
+api GET "/v1/sandboxes/$SBX/network"
+expect "GET network over curl" 200 -
+check_eq "mode is enforce" "enforce" "$(printf '%s' "$BODY" | jget mode)"
+ctl_ok "observe" network observe "$SBX"
+check_contains "observe keeps the list" "2 entries" "$CTL_OUT"
+ctl_ok "deny" network deny "$SBX" api.openai.com
+ctl_fails "deny of an absent entry is not_found" 1 "not_found" network deny "$SBX" api.openai.com
+api POST "/v1/sandboxes/$SBX/network/allow" '{"pattern": "a..b"}'
+expect "curl: bad pattern is 400 invalid_field" 400 invalid_field
+check_contains "message quotes the pattern" "a..b" "$BODY"
+api POST "/v1/sandboxes/$SBX/network/allow" '{"pattern": "pypi.org"}'
+expect "curl: allow is 201" 201 -
+api POST "/v1/sandboxes/$SBX/network/allow" '{"pattern": "pypi.org"}'
+expect "curl: allow again is 200" 200 -
+
+# ---- audit: empty log ----------------------------------------------------
+ctl_ok "audit ls on an empty log" audit ls
+check_eq "no rows" "" "$CTL_OUT"
+# Every worker verifies (more calls than workers) before rows arrive, so
+# the checks below read through connections that already read this table.
+for i in 1 2 3 4 5 6 7 8; do
+	ctl_ok "verify on an empty log (call $i)" audit verify
+	check_contains "empty chain is OK (call $i)" "OK: 0 rows" "$CTL_OUT"
+done
+ctl_fails "bad --since gives the API's message" 1 "must be a duration" audit ls --since 5x
+ctl_fails "unknown action" 1 "allow, deny or error" audit ls --action maybe
+
+# ---- audit: rows -----------------------------------------------------------
+"$SEED" "$STATE_DIR" \
+	"default,$SBX,api.openai.com,443,https,200,allow,openai_key,alice@example.com,7200" \
+	"default,$SBX,registry.npmjs.org,443,https,200,allow,-,alice@example.com,60" \
+	"default,$SBX,evil.example,443,https,403,deny,-,bob,30" \
+	"default,$SBX,db.internal,5432,tcp,0,deny,-,-,10" \
+	"b,sbx_bbbbbbbbbbbbbbbbbbbbbbbb,api.openai.com,443,https,200,allow,-,carol,5" \
+	>"$T/ids" || fail "audit_seed"
+check_eq "five rows seeded" "5" "$(wc -l <"$T/ids" | tr -d ' ')"
+for i in 1 2 3 4 5 6 7 8; do
+	ctl_ok "verify the seeded chain (call $i)" audit verify
+	check_contains "five rows verified (call $i)" "OK: 5 rows" "$CTL_OUT"
+done
+ctl_ok "audit ls" audit ls --sandbox "$SBX"
+check_eq "four rows of the sandbox" "4" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+check_contains "seeds' line format" "[audit] allow api.openai.com HTTP 200 secrets=openai_key" "$CTL_OUT"
+check_contains "tcp row" "[audit] deny db.internal:5432 TCP" "$CTL_OUT"
+ctl_ok "filter by action" audit ls --action deny
+check_eq "two denials" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\] deny')"
+ctl_ok "filter by since" audit ls --since 5m --sandbox "$SBX"
+check_eq "three rows in the last 5m" "3" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+ctl_ok "external_user_id is strict equality" audit ls --external-user-id alice@
+check_eq "alice@ matches nothing" "" "$CTL_OUT"
+ctl_ok "external_user_id exact" audit ls --external-user-id alice@example.com
+check_eq "alice has two rows" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+ctl_ok "status filter" audit ls --status 403
+check_contains "status 403 row" "evil.example" "$CTL_OUT"
+ctl audit ls --limit 2
+check_contains "paging hint" "--cursor" "$CTL_ERR"
+CUR=$(printf '%s' "$CTL_ERR" | sed -n 's/.*--cursor \([0-9]*\).*/\1/p')
+ctl_ok "next page" audit ls --limit 2 --cursor "$CUR"
+check_eq "rest of the rows" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+
+ctl_ok "export jsonl" audit export --format jsonl
+check_eq "jsonl has every row" "5" "$(printf '%s\n' "$CTL_OUT" | grep -c '^{')"
+ctl_ok "export csv" audit export --format csv --sandbox "$SBX"
+check_eq "csv: header + 4 rows" "5" "$(printf '%s\n' "$CTL_OUT" | wc -l | tr -d ' ')"
+api GET "/v1/audit/export?format=csv"
+expect "curl export" 200 -
+check_match "csv content type" '^text/csv' "$(header_value Content-Type)"
+api GET "/v1/audit/export?format=jsonl"
+check_eq "jsonl content type" "application/x-ndjson" "$(header_value Content-Type)"
+api GET "/v1/audit/export?format=xml"
+expect "unknown format" 400 invalid_field
+
+# ---- tenant isolation over TCP ---------------------------------------------
+ctl tenant create b
+ctl apikey create --tenant b k
+KEY_B=$(printf '%s\n' "$CTL_OUT" | head -n 1)
+tapi "$KEY_B" GET "/v1/audit"
+expect "tenant b lists its audit" 200 -
+check_eq "b sees only its row" "1" "$(printf '%s' "$BODY" | jget 'rows.#')"
+tapi "$KEY_B" GET "/v1/audit?tenant_id=default"
+expect "b cannot name another tenant" 404 not_found
+tapi "$KEY_B" GET "/v1/audit/verify"
+expect "verify is admin only" 404 not_found
+tapi "$KEY_B" GET "/v1/sandboxes/$SBX/network"
+expect "b cannot see default's network" 404 not_found
+
+# ---- tail (polling) ---------------------------------------------------------
+"$MIOSACTL" audit tail --lines 0 --sandbox "$SBX" >"$T/tail.out" 2>"$T/tail.err" &
+TAIL_PID=$!
+sleep 0.7 # let it take its starting point (it polls; nothing to wait on)
+"$SEED" "$STATE_DIR" "default,$SBX,live.example,443,https,201,allow,gh_token,-,0" >/dev/null
+if wait_until 10 "tail shows the new row" grep -q "live.example HTTP 201 secrets=gh_token" "$T/tail.out"; then
+	ok "tail prints the new row"
+else
+	fail "tail prints the new row" "$(cat "$T/tail.out" "$T/tail.err")"
+fi
+check_eq "tail printed only the new row" "1" "$(grep -c '\[audit\]' "$T/tail.out")"
+kill "$TAIL_PID" 2>/dev/null || true
+wait "$TAIL_PID" 2>/dev/null || true
+
+# ---- verify, then tamper ------------------------------------------------------
+for i in 1 2 3 4 5 6 7 8; do
+	ctl_ok "verify intact chain (call $i)" audit verify
+	check_contains "six rows verified (call $i)" "OK: 6 rows" "$CTL_OUT"
+done
+if command -v sqlite3 >/dev/null; then
+	# Tampered next to the live broker, whose workers have already
+	# verified the chain: each must see the edit on its next read (a
+	# connection left in a transaction would still answer its old
+	# snapshot).  More calls than workers, so every worker answers once.
+	sqlite3 "$STATE_DIR/state.db" "UPDATE audit_rows SET host = 'tampered.example' WHERE id = 3" ||
+		fail "tamper" "sqlite3 failed"
+	for i in 1 2 3 4 5 6 7 8; do
+		ctl audit verify
+		check_eq "tampered chain exits 1 (call $i)" "1" "$CTL_RC"
+		check_contains "first bad id is 3 (call $i)" "first bad row id 3" "$CTL_OUT"
+	done
+else
+	fail "tamper" "sqlite3 is not installed"
+fi
+
+broker_stop || fail "broker stops cleanly"
+it_finish
