@@ -1446,8 +1446,8 @@ static void cl_format_time_us(json_int_t us, char *out, size_t size)
  * One row as the seeds show it, after its time and sandbox:
  *   TIME SANDBOX [audit] allow api.openai.com HTTP 200 secrets=openai_key
  * A port other than the scheme's default follows the host; a TCP row says
- * TCP; a row without a status shows "-"; deny and error rows end with their
- * reason.  Every broker string is sanitized.
+ * TCP; a row without a status shows "-"; an HTTP row that swapped nothing
+ * says secrets=none; deny and error rows end with their reason.  Every broker string is sanitized.
  */
 static void cl_print_audit_row(FILE *out, const json_t *row)
 {
@@ -1479,6 +1479,9 @@ static void cl_print_audit_row(FILE *out, const json_t *row)
 		ctl_output_cell(v, false, name, sizeof(name));
 		fprintf(out, "%s%s", i == 0 ? " secrets=" : ",", name);
 	}
+	/* The seeds show "secrets=none" on an HTTP call that swapped nothing. */
+	if (json_array_size(swapped) == 0 && strcmp(scheme, "tcp") != 0)
+		fputs(" secrets=none", out);
 	if (strcmp(action, "allow") != 0 && strcmp(reason, "-") != 0)
 		fprintf(out, " reason=%s", reason);
 	fputc('\n', out);
