@@ -1,0 +1,88 @@
+#!/bin/sh
+# egress_bench — keep-alive HTTPS through the whole broker path vs direct,
+# same run, same client (curl), same local upstream (echo_upstream):
+#   guest curl -> miosa-init (netns, no NIC) -> vsock stand-in (Unix socket)
+#   -> broker: TLS termination, HTTP/1.1 parse, policy, swap, audit row
+#   (fsync'd before forwarding), upstream TLS -> echo_upstream
+# vs host curl -> echo_upstream.  N requests on one keep-alive connection,
+# each carrying a placeholder that is swapped.  Prints requests/s and the
+# added latency per request.  Needs root (network namespace).
+#   usage: bench/egress_bench.sh [N]     (after `meson compile -C build`)
+set -eu
+cd "$(dirname "$0")/.."
+N=${1:-1000}
+B=${MIOSA_BUILD:-build}
+[ "$(id -u)" = 0 ] || { echo "egress_bench: needs root (ip netns)" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/miosa-bench.XXXXXX)
+ns="miosa-bench-$$"
+pids=""
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "/etc/netns/$ns" "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+export MIOSA_SOCKET="$work/state/control.sock"
+ctl() { "$B/host/miosactl" "$@"; }
+wait_ok() { i=0; until "$@" >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 200 ] || { echo "timeout: $*" >&2; exit 1; }; sleep 0.05; done; }
+now_ns() { date +%s%N; }
+
+(
+	cd "$work"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj "/CN=bench CA" -keyout ca.key -out ca.pem
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-subj "/CN=api.bench.test" -keyout up.key -out up.csr
+	printf 'subjectAltName=DNS:api.bench.test\nextendedKeyUsage=serverAuth\n' >ext.cnf
+	openssl x509 -req -in up.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+		-extfile ext.cnf -out up.pem
+) >"$work/openssl.log" 2>&1
+"$B/tests/integration/echo_upstream" "$work/up.pem" "$work/up.key" "$work/port" </dev/null \
+	>/dev/null 2>&1 &
+pids="$pids $!"
+wait_ok test -s "$work/port"
+port=$(cat "$work/port")
+
+"$B/host/miosa-broker" --state-dir "$work/state" --master-key "$work/key/master.key" \
+	--log-level warn --connect-to "api.bench.test:443:127.0.0.1:$port" \
+	--upstream-ca "$work/ca.pem" 2>"$work/broker.log" &
+broker=$!
+pids="$pids $broker"
+wait_ok ctl health
+sbx=$(ctl sandbox create --vsock-uds "$work/vm.sock")
+echo "sk-bench-value-0123456789" | ctl secrets set "$sbx" k --expose-as API_KEY \
+	--host api.bench.test >/dev/null
+mkdir -p "/etc/netns/$ns"
+echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
+ip netns add "$ns"
+ip netns exec "$ns" "$B/guest/miosa-init" --no-init --transport "unix:$work/vm.sock" \
+	--runtime-dir "$work/run" --resolv-conf "/etc/netns/$ns/resolv.conf" 2>/dev/null &
+pids="$pids $!"
+wait_ok ctl exec "$sbx" -- true
+
+# Warm-up (leaf minting, DNS, first connections) is not measured.
+ctl exec "$sbx" -- sh -c 'curl -sS https://api.bench.test/warm -H "Authorization: Bearer $API_KEY"' \
+	>/dev/null </dev/null
+
+t0=$(now_ns)
+ctl exec "$sbx" --timeout 600 -- sh -c \
+	"curl -sS 'https://api.bench.test/r[1-$N]' -H \"Authorization: Bearer \$API_KEY\"" \
+	</dev/null | grep -c '^GET /r' >"$work/n_broker"
+t1=$(now_ns)
+curl -sS --cacert "$work/ca.pem" --resolve "api.bench.test:$port:127.0.0.1" \
+	"https://api.bench.test:$port/r[1-$N]" -H "Authorization: Bearer sk-bench-value-0123456789" |
+	grep -c '^GET /r' >"$work/n_direct"
+t2=$(now_ns)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$broker/status")
+
+awk -v n="$N" -v nb="$(cat "$work/n_broker")" -v nd="$(cat "$work/n_direct")" \
+    -v tb="$((t1 - t0))" -v td="$((t2 - t1))" -v rss="$rss" 'BEGIN {
+	if (nb != n || nd != n) { printf "egress_bench: only %d/%d (broker) and %d/%d (direct) requests completed\n", nb, n, nd, n; exit 1 }
+	printf "%d keep-alive HTTPS requests, one connection, placeholder swapped per request\n", n
+	printf "  through the broker: %8.1f req/s  %7.3f ms/request (incl. one miosactl exec)\n", n / (tb / 1e9), tb / 1e6 / n
+	printf "  direct:             %8.1f req/s  %7.3f ms/request\n", n / (td / 1e9), td / 1e6 / n
+	printf "  added latency:      %7.3f ms/request\n", (tb - td) / 1e6 / n
+	printf "  broker RSS after the run: %d KiB\n", rss
+}'
