@@ -15,6 +15,18 @@
  *     RFC 3986 unreserved), so a secret can never change the query's
  *     structure; in a header value it is inserted verbatim (the vault only
  *     holds values a field value may carry).
+ *   - Basic credentials (RFC 7617): in Authorization and Proxy-Authorization
+ *     only (the fields that carry credentials), a value "Basic" (any case)
+ *     1*SP token68 whose token is strict RFC 4648 base64 (standard alphabet,
+ *     padding) of at most 4 KiB decoded is decoded into sodium_malloc'd
+ *     memory and the placeholders of the pair are resolved like any other
+ *     (either side of the ':', same verdicts, same counts and name lists).
+ *     If one is swapped, the whole pair with the values in place is
+ *     re-encoded and replaces the token in one edit.  Values are inserted
+ *     verbatim: the upstream sees exactly user:pass with the value in place,
+ *     so a value containing ':' put in the user-id moves the split there as
+ *     it would had the guest sent it.  A token that is not such base64, or
+ *     is longer, is not ours: the value is treated like any other header.
  *   - A placeholder the vault refuses (unknown, another sandbox's, host not
  *     allowed, cleartext) is left as it is (M4: upstream answers 401); a
  *     HOST_NOT_ALLOWED hit is reported in `flagged` for the audit row (B1).

@@ -136,6 +136,16 @@ out=$(gexec -- sh -c 'curl -sS --max-time 15 "https://api.openai.test/v1/q?api_k
 echo "$out" | grep -qF "GET /v1/q?api_key=$secret_value&x=1 HTTP/1.1" || fail "query not swapped: '$out'"
 pass "?api_key=\$OPENAI_API_KEY swapped in the query"
 
+# Basic credentials: curl -u user:$OPENAI_API_KEY sends base64(user:placeholder);
+# upstream must receive base64(user:<real value>).
+out=$(gexec -- sh -c 'curl -sS --max-time 15 -u "user:$OPENAI_API_KEY" https://api.openai.test/v1/basic') ||
+	fail "curl -u user:\$OPENAI_API_KEY"
+basic=$(echo "$out" | tr -d '\r' | sed -n 's/^[Aa]uthorization: Basic //p')
+[ -n "$basic" ] || fail "no Basic credentials reached the upstream: '$out'"
+[ "$(printf '%s' "$basic" | base64 -d)" = "user:$secret_value" ] ||
+	fail "Basic credentials not swapped (upstream decoded to something else)"
+pass "Basic auth: upstream decodes user:<real value>; the guest sent user:<placeholder>"
+
 unbound=miosa-tok-0123456789abcdef0123456789abcdef
 out=$(gexec -- curl -sS --max-time 15 https://api.openai.test/v1/x -H "X-Key: $unbound") ||
 	fail "curl with an unbound placeholder"

@@ -275,6 +275,208 @@ static void test_too_many_placeholders_fail_closed(void **state)
 	free(req);
 }
 
+/* base64 (RFC 4648, padded) of plain into out (NUL-terminated). */
+static void b64(const char *plain, size_t plain_len, char *out, size_t out_size)
+{
+	assert_true(out_size >= sodium_base64_ENCODED_LEN(plain_len,
+							  sodium_base64_VARIANT_ORIGINAL));
+	sodium_bin2base64(out, out_size, (const unsigned char *)plain, plain_len,
+			  sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* Decode the token after "<field>: <scheme> " in the upstream head; the
+ * head must otherwise be prefix + token + suffix. */
+static void expect_basic_pair(const struct swap_result *r, const char *prefix,
+			      const char *suffix, const char *want_pair)
+{
+	size_t pre = strlen(prefix), suf = strlen(suffix), tok_len, pair_len;
+	unsigned char pair[8192];
+
+	assert_true(r->head_len > pre + suf);
+	assert_memory_equal(r->head, prefix, pre);
+	assert_memory_equal(r->head + r->head_len - suf, suffix, suf);
+	tok_len = r->head_len - pre - suf;
+	assert_int_equal(sodium_base642bin(pair, sizeof(pair), (const char *)r->head + pre,
+					   tok_len, NULL, &pair_len, NULL,
+					   sodium_base64_VARIANT_ORIGINAL), 0);
+	assert_int_equal(pair_len, strlen(want_pair));
+	assert_memory_equal(pair, want_pair, pair_len);
+}
+
+/* Swap "user:pass" (built by the caller) sent as Basic in field to api.openai.com. */
+static void check_basic_swapped(struct fixture *f, const char *field, const char *scheme,
+				const char *pair, const char *want_pair, size_t n_ph)
+{
+	char tok[512], req[1024], prefix[256];
+	const char *suffix = "\r\nX-After: 1\r\n\r\n";
+	struct swap_result r;
+
+	b64(pair, strlen(pair), tok, sizeof(tok));
+	snprintf(prefix, sizeof(prefix), "GET / HTTP/1.1\r\nHost: api.openai.com\r\n%s: %s",
+		 field, scheme);
+	snprintf(req, sizeof(req), "%s%s%s", prefix, tok, suffix);
+	assert_int_equal(run_swap(f, &f->sb1, req, "api.openai.com", true, &r), 0);
+	expect_basic_pair(&r, prefix, suffix, want_pair);
+	assert_int_equal(r.n_placeholders, n_ph);
+	assert_int_equal(r.n_swapped, n_ph);
+	assert_int_equal(r.n_unresolved, 0);
+	assert_int_equal(r.swapped.n, 1);
+	assert_string_equal(r.swapped.name[0], "openai_key");
+	assert_null(memmem(r.head, r.head_len, f->ph1, strlen(f->ph1)));
+	swap_result_release(&r);
+}
+
+static void test_basic_password_placeholder_is_swapped_in_decoded_pair(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], want[128];
+
+	snprintf(pair, sizeof(pair), "user:%s", f->ph1);
+	snprintf(want, sizeof(want), "user:%s", OPENAI_VALUE);
+	check_basic_swapped(f, "Authorization", "Basic ", pair, want, 1);
+}
+
+static void test_basic_user_placeholder_is_swapped_in_decoded_pair(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], want[128];
+
+	snprintf(pair, sizeof(pair), "%s:pass", f->ph1);
+	snprintf(want, sizeof(want), "%s:pass", OPENAI_VALUE);
+	check_basic_swapped(f, "Proxy-Authorization", "Basic ", pair, want, 1);
+}
+
+static void test_basic_placeholders_on_both_sides_are_swapped_in_one_edit(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], want[128];
+
+	snprintf(pair, sizeof(pair), "%s:%s", f->ph1, f->ph1);
+	snprintf(want, sizeof(want), "%s:%s", OPENAI_VALUE, OPENAI_VALUE);
+	check_basic_swapped(f, "Authorization", "Basic ", pair, want, 2);
+}
+
+static void test_basic_lowercase_scheme_and_extra_spaces_are_accepted(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], want[128];
+
+	snprintf(pair, sizeof(pair), "user:%s", f->ph1);
+	snprintf(want, sizeof(want), "user:%s", OPENAI_VALUE);
+	check_basic_swapped(f, "authorization", "basic   ", pair, want, 1);
+}
+
+static void test_basic_for_disallowed_host_is_kept_and_flagged(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], tok[128], req[512];
+	struct swap_result r;
+
+	snprintf(pair, sizeof(pair), "user:%s", f->ph1);
+	b64(pair, strlen(pair), tok, sizeof(tok));
+	snprintf(req, sizeof(req),
+		 "GET / HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Basic %s\r\n\r\n", tok);
+	assert_int_equal(run_swap(f, &f->sb1, req, "evil.example", true, &r), 0);
+	expect_head(&r, req);
+	assert_int_equal(r.n_placeholders, 1);
+	assert_int_equal(r.n_swapped, 0);
+	assert_int_equal(r.n_unresolved, 1);
+	assert_int_equal(r.swapped.n, 0);
+	assert_int_equal(r.flagged.n, 1);
+	assert_string_equal(r.flagged.name[0], "openai_key");
+	swap_result_release(&r);
+}
+
+static void test_basic_with_malformed_base64_is_left_untouched(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], tok[128], req[512];
+	const char *bad[3];
+	struct swap_result r;
+
+	/* "user:" + placeholder is 47 bytes: one '=' of padding */
+	snprintf(pair, sizeof(pair), "user:%s", f->ph1);
+	b64(pair, strlen(pair), tok, sizeof(tok));
+	assert_int_equal(tok[strlen(tok) - 1], '=');
+	tok[strlen(tok) - 1] = '\0'; /* padding missing */
+	bad[0] = tok;
+	bad[1] = "dXNlcjpw!XNz";     /* character outside the alphabet */
+	bad[2] = "dXNlcjpwYXN=";     /* non-zero trailing bits ("user:pas" + 'N'...) */
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(req, sizeof(req),
+			 "GET / HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Basic %s\r\n\r\n",
+			 bad[i]);
+		assert_int_equal(run_swap(f, &f->sb1, req, "api.openai.com", true, &r), 0);
+		expect_head(&r, req);
+		assert_int_equal(r.n_placeholders, 0);
+		assert_int_equal(r.n_swapped, 0);
+		swap_result_release(&r);
+	}
+}
+
+static void test_basic_over_decoded_cap_is_left_untouched(void **state)
+{
+	struct fixture *f = *state;
+	size_t pair_len = 4097, cap = 16384;
+	char *pair = malloc(pair_len + 1), *tok = malloc(cap), *req = malloc(cap);
+	struct swap_result r;
+
+	assert_non_null(pair);
+	assert_non_null(tok);
+	assert_non_null(req);
+	memset(pair, 'u', pair_len);
+	snprintf(pair + pair_len - VAULT_PLACEHOLDER_LEN - 1, VAULT_PLACEHOLDER_LEN + 2, ":%s",
+		 f->ph1);
+	b64(pair, pair_len, tok, cap);
+	snprintf(req, cap,
+		 "GET / HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Basic %s\r\n\r\n", tok);
+	assert_int_equal(run_swap(f, &f->sb1, req, "api.openai.com", true, &r), 0);
+	expect_head(&r, req);
+	assert_int_equal(r.n_placeholders, 0);
+	swap_result_release(&r);
+
+	/* one byte less is within the cap and swapped */
+	b64(pair + 1, pair_len - 1, tok, cap);
+	snprintf(req, cap,
+		 "GET / HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Basic %s\r\n\r\n", tok);
+	assert_int_equal(run_swap(f, &f->sb1, req, "api.openai.com", true, &r), 0);
+	assert_int_equal(r.n_placeholders, 1);
+	assert_int_equal(r.n_swapped, 1);
+	swap_result_release(&r);
+	free(pair);
+	free(tok);
+	free(req);
+}
+
+static void test_basic_without_placeholder_is_untouched_byte_for_byte(void **state)
+{
+	struct fixture *f = *state;
+	const char *req = "GET / HTTP/1.1\r\nHost: api.openai.com\r\n"
+			  "Authorization: BASIC  dXNlcjpwYXNz\r\n\r\n";
+	struct swap_result r;
+
+	assert_int_equal(run_swap(f, &f->sb1, req, "api.openai.com", true, &r), 0);
+	expect_head(&r, req);
+	assert_int_equal(r.n_placeholders, 0);
+	swap_result_release(&r);
+}
+
+static void test_basic_in_other_header_is_not_decoded(void **state)
+{
+	struct fixture *f = *state;
+	char pair[128], tok[128], req[512];
+	struct swap_result r;
+
+	snprintf(pair, sizeof(pair), "user:%s", f->ph1);
+	b64(pair, strlen(pair), tok, sizeof(tok));
+	snprintf(req, sizeof(req),
+		 "GET / HTTP/1.1\r\nHost: api.openai.com\r\nX-Creds: Basic %s\r\n\r\n", tok);
+	assert_int_equal(run_swap(f, &f->sb1, req, "api.openai.com", true, &r), 0);
+	expect_head(&r, req);
+	assert_int_equal(r.n_placeholders, 0);
+	swap_result_release(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -297,6 +499,24 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_placeholder_in_host_header_is_left_alone,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_placeholders_fail_closed, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_password_placeholder_is_swapped_in_decoded_pair, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_user_placeholder_is_swapped_in_decoded_pair, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_placeholders_on_both_sides_are_swapped_in_one_edit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_lowercase_scheme_and_extra_spaces_are_accepted, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_for_disallowed_host_is_kept_and_flagged, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_with_malformed_base64_is_left_untouched, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_over_decoded_cap_is_left_untouched, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_without_placeholder_is_untouched_byte_for_byte, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_basic_in_other_header_is_not_decoded, setup,
 						teardown),
 	};
 	if (sodium_init() < 0)
