@@ -235,7 +235,9 @@ wait_for 30 "exec after the restart" exec_works
 out=$(gexec -- sh -c 'echo $OPENAI_API_KEY $OTHER_API_KEY')
 [ "$out" = "$placeholder $other" ] || fail "env after restart: '$out'"
 kill -0 "$agent_pid" || fail "the agent exited"
-pass "broker restart: listener re-created, agent reconnected, exec works with the same env"
+out=$(in_ns curl -sS --max-time 10 http://local.test/) || fail "curl after the broker restart failed"
+[ "$out" = "hello from the local test server $$" ] || fail "curl after the restart: '$out'"
+pass "broker restart: listener re-created, agent reconnected, exec works with the same env, the next curl works"
 
 # --- A broker killed outright leaves a stale socket: the next one replaces it ------------
 kill -KILL "$broker_pid"
