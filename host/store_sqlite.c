@@ -1390,6 +1390,44 @@ int store_sqlite_step(struct store *st, sqlite3_stmt *s, const char *what)
 	return st_step(st, s, what);
 }
 
+int store_sqlite_many(struct store *st, sqlite3_stmt *s, size_t max, size_t elem,
+		      store_sqlite_read_fn read_row, const char *table, void **ret_rows,
+		      size_t *ret_n)
+{
+	unsigned char *rows = NULL, *grown;
+	size_t n = 0, cap = 0;
+	int r;
+
+	while ((r = st_step(st, s, table)) == 1) {
+		if (n == max) {
+			r = st_failf(st, -E2BIG, "%s: more than %zu rows", table, max);
+			goto out;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			if (!(grown = reallocarray(rows, cap, elem))) {
+				r = st_failf(st, -ENOMEM, "out of memory reading %s", table);
+				goto out;
+			}
+			rows = grown;
+		}
+		memset(rows + n * elem, 0, elem);
+		if (read_row(s, rows + n * elem) != 0) {
+			r = st_failf(st, -EUCLEAN, "%s: a row is malformed", table);
+			goto out;
+		}
+		n++;
+	}
+	if (r < 0)
+		goto out;
+	*ret_rows = rows;
+	*ret_n = n;
+	rows = NULL;
+out:
+	free(rows);
+	return r;
+}
+
 int store_sqlite_run(struct store *st, sqlite3_stmt *s, const char *what)
 {
 	return st_run(st, s, what);

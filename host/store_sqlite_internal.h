@@ -36,6 +36,17 @@ void store_sqlite_done(sqlite3_stmt *s);
 /* 1 = a row, 0 = done, negative errno with the message set. */
 __attribute__((warn_unused_result))
 int store_sqlite_step(struct store *st, sqlite3_stmt *s, const char *what);
+/* Reads one row of s into *row (zeroed by the caller); 0 or nonzero if malformed. */
+typedef int (*store_sqlite_read_fn)(sqlite3_stmt *s, void *row);
+/*
+ * Step s to the end into a new malloc'd array of elem-sized records read by
+ * read_row: -E2BIG past max rows, -EUCLEAN for a malformed row (table names
+ * the rows in messages).  ret_* written only on success; the caller frees.
+ */
+__attribute__((warn_unused_result))
+int store_sqlite_many(struct store *st, sqlite3_stmt *s, size_t max, size_t elem,
+		      store_sqlite_read_fn read_row, const char *table, void **ret_rows,
+		      size_t *ret_n);
 /* Step a statement that returns no rows. */
 __attribute__((warn_unused_result))
 int store_sqlite_run(struct store *st, sqlite3_stmt *s, const char *what);

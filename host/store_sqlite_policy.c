@@ -130,45 +130,7 @@ out:
 
 /* ---- allowlist --------------------------------------------------------- */
 
-/* Step rows into a new array of elem-sized records via read_row. */
-typedef int (*pl_read_fn)(sqlite3_stmt *s, void *row);
-
-static int pl_many(struct store *st, sqlite3_stmt *s, size_t max, size_t elem,
-		   pl_read_fn read_row, const char *table, void **ret_rows, size_t *ret_n)
-{
-	unsigned char *rows = NULL, *grown;
-	size_t n = 0, cap = 0;
-	int r;
-
-	while ((r = store_sqlite_step(st, s, table)) == 1) {
-		if (n == max) {
-			r = store_sqlite_failf(st, -E2BIG, "%s: more than %zu rows", table, max);
-			goto out;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			if (!(grown = reallocarray(rows, cap, elem))) {
-				r = store_sqlite_failf(st, -ENOMEM, "out of memory reading %s", table);
-				goto out;
-			}
-			rows = grown;
-		}
-		memset(rows + n * elem, 0, elem);
-		if (read_row(s, rows + n * elem) != 0) {
-			r = store_sqlite_failf(st, -EUCLEAN, "%s: a row is malformed", table);
-			goto out;
-		}
-		n++;
-	}
-	if (r < 0)
-		goto out;
-	*ret_rows = rows;
-	*ret_n = n;
-	rows = NULL;
-out:
-	free(rows);
-	return r;
-}
+typedef store_sqlite_read_fn pl_read_fn;
 
 /* Bind ?1 = sandbox id, ?2 = LIMIT for max rows. */
 static int pl_bind_list(sqlite3_stmt *s, const char *sandbox_id, size_t max)
@@ -204,7 +166,7 @@ int store_policy_allow_list(struct store *st, const char *sandbox_id, size_t max
 		r = store_sqlite_fail(st, rc, "bind allowlist");
 		goto out;
 	}
-	r = pl_many(st, s, max, sizeof(**ret_rows), pl_read_entry, "policy_allow", &rows, ret_n);
+	r = store_sqlite_many(st, s, max, sizeof(**ret_rows), pl_read_entry, "policy_allow", &rows, ret_n);
 	if (r == 0)
 		*ret_rows = rows;
 out:
@@ -359,7 +321,7 @@ int store_policy_hit_list(struct store *st, enum store_policy_hits which,
 		r = store_sqlite_fail(st, rc, "bind host list");
 		goto out;
 	}
-	r = pl_many(st, s, max, sizeof(**ret_rows), pl_read_hit, pl_table(which), &rows, ret_n);
+	r = store_sqlite_many(st, s, max, sizeof(**ret_rows), pl_read_hit, pl_table(which), &rows, ret_n);
 	if (r == 0)
 		*ret_rows = rows;
 out:

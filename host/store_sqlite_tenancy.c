@@ -153,48 +153,7 @@ out:
 	return r;
 }
 
-/*
- * Step rows into a new array of elem-sized records (at most max), reading
- * each with read_row.  One helper for the three record kinds.
- */
-typedef int (*tn_read_fn)(sqlite3_stmt *s, void *row);
-
-static int tn_many(struct store *st, sqlite3_stmt *s, size_t max, size_t elem,
-		   tn_read_fn read_row, const char *table, void **ret_rows, size_t *ret_n)
-{
-	unsigned char *rows = NULL, *grown;
-	size_t n = 0, cap = 0;
-	int r;
-
-	while ((r = store_sqlite_step(st, s, table)) == 1) {
-		if (n == max) {
-			r = store_sqlite_failf(st, -E2BIG, "%s: more than %zu rows", table, max);
-			goto out;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			if (!(grown = reallocarray(rows, cap, elem))) {
-				r = store_sqlite_failf(st, -ENOMEM, "out of memory reading %s", table);
-				goto out;
-			}
-			rows = grown;
-		}
-		memset(rows + n * elem, 0, elem);
-		if (read_row(s, rows + n * elem) != 0) {
-			r = store_sqlite_failf(st, -EUCLEAN, "%s: a row is malformed", table);
-			goto out;
-		}
-		n++;
-	}
-	if (r < 0)
-		goto out;
-	*ret_rows = rows;
-	*ret_n = n;
-	rows = NULL;
-out:
-	free(rows);
-	return r;
-}
+typedef store_sqlite_read_fn tn_read_fn;
 
 /* Step a statement expected to give at most one row. */
 static int tn_one(struct store *st, sqlite3_stmt *s, tn_read_fn read_row, void *row,
@@ -289,7 +248,7 @@ int store_tenant_list(struct store *st, size_t max, struct tenancy_tenant **ret_
 		r = store_sqlite_fail(st, rc, "bind tenant list");
 		goto out;
 	}
-	r = tn_many(st, s, max, sizeof(**ret_rows), tn_read_tenant, "tenancy_tenants", &rows,
+	r = store_sqlite_many(st, s, max, sizeof(**ret_rows), tn_read_tenant, "tenancy_tenants", &rows,
 		    ret_n);
 	if (r == 0)
 		*ret_rows = rows;
@@ -424,7 +383,7 @@ int store_sandbox_list(struct store *st, const struct tenancy_sandbox_filter *fi
 		r = store_sqlite_fail(st, rc, "bind sandbox filter");
 		goto out;
 	}
-	r = tn_many(st, s, max, sizeof(**ret_rows), tn_read_sandbox, "tenancy_sandboxes",
+	r = store_sqlite_many(st, s, max, sizeof(**ret_rows), tn_read_sandbox, "tenancy_sandboxes",
 		    &rows, ret_n);
 	if (r == 0)
 		*ret_rows = rows;
@@ -540,7 +499,7 @@ int store_api_key_list(struct store *st, const char *tenant_id, size_t max,
 		r = store_sqlite_fail(st, rc, "bind API key list");
 		goto out;
 	}
-	r = tn_many(st, s, max, sizeof(**ret_rows), tn_read_key, "tenancy_api_keys", &rows,
+	r = store_sqlite_many(st, s, max, sizeof(**ret_rows), tn_read_key, "tenancy_api_keys", &rows,
 		    ret_n);
 	if (r == 0)
 		*ret_rows = rows;
