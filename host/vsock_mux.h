@@ -1,0 +1,103 @@
+/*
+ * vsock_mux — miosa-vsock's connection layer: the virtio-vsock stream
+ * protocol (REQUEST/RESPONSE/RW/SHUTDOWN/RST/CREDIT_UPDATE/CREDIT_REQUEST,
+ * buf_alloc/fwd_cnt credit) between one guest and the host's hybrid-vsock
+ * Unix sockets (the Firecracker convention):
+ *
+ *   guest -> host port P   the mux connects to "<uds>_P" (AF_UNIX stream);
+ *                          RESPONSE once connected, RST if that fails.
+ *   host -> guest port P   a host process connects to "<uds>" (the mux
+ *                          listens there), writes "CONNECT P\n"; the mux sends
+ *                          REQUEST to the guest and, on RESPONSE, answers
+ *                          "OK <host_port>\n" and splices; on RST it closes.
+ *
+ * It knows nothing of virtqueues: the device layer (vhost_user, virtq)
+ * hands it each packet the guest put on its tx queue and pulls packets for
+ * the rx queue whenever the guest has buffers.  Backpressure is the credit
+ * protocol: the mux stops reading a Unix socket while the guest has no
+ * credit for it, and advertises buf_alloc for what it buffers towards a
+ * Unix socket, so what it holds is bounded per connection.
+ *
+ * Contract:
+ *   - Loop-thread only (libuv).  The mux owns its uv handles; the caller owns
+ *     the loop.
+ *   - vsock_mux_from_guest() never fails: a packet that breaks the protocol
+ *     (wrong CID, unknown op or type, RW on no connection, len over
+ *     VSOCK_MAX_PAYLOAD or over the credit it was given) resets that
+ *     connection (RST to the guest, Unix socket closed) or is dropped if it
+ *     names none; each is counted and logged once per connection.
+ *   - The payload pointer is only valid during the call (the mux copies).
+ *   - hooks->to_guest_ready(ctx) is called (from the loop) whenever packets
+ *     for the guest become pending; the device then calls
+ *     vsock_mux_to_guest() until it returns 0 or the rx queue has no room.
+ *   - vsock_mux_reset(): the guest driver reset or went away — every
+ *     connection is closed without packets (the guest has forgotten them).
+ *   - vsock_mux_free(): closes everything; memory is released from the
+ *     close callbacks, so the caller runs the loop once more (uv_run) before
+ *     uv_loop_close().
+ */
+#ifndef MIOSA_VSOCK_MUX_H
+#define MIOSA_VSOCK_MUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "vsock_wire.h"
+
+/* Caps: a guest cannot make the mux allocate past these. */
+#define VSOCK_MUX_MAX_CONNECTIONS 1024u
+#define VSOCK_MUX_DEFAULT_BUF_ALLOC (256u * 1024u)
+
+struct vsock_mux_config {
+	const char *uds_path;  /* PATH; guest->host port P goes to PATH_P */
+	uint64_t guest_cid;    /* >= 3 */
+	uint32_t buf_alloc;    /* per connection, what the mux buffers towards a Unix socket */
+};
+
+struct vsock_mux_hooks {
+	void (*to_guest_ready)(void *ctx);
+	void *ctx;
+};
+
+struct vsock_mux_stats {
+	uint64_t connections_opened;
+	uint64_t connections_reset;
+	uint64_t protocol_errors;
+	uint64_t bytes_from_guest;
+	uint64_t bytes_to_guest;
+};
+
+struct vsock_mux;
+
+/*
+ * Creates the mux and starts listening on config->uds_path for host-initiated
+ * connections (an existing socket file there is refused with -EADDRINUSE
+ * unless nothing listens on it, in which case it is replaced).
+ */
+__attribute__((warn_unused_result))
+int vsock_mux_new(uv_loop_t *loop, const struct vsock_mux_config *config,
+		  const struct vsock_mux_hooks *hooks, struct vsock_mux **ret_mux);
+
+/* One packet from the guest's tx queue; payload holds hdr->len bytes (NULL if 0). */
+void vsock_mux_from_guest(struct vsock_mux *mux, const struct vsock_hdr *hdr, const uint8_t *payload);
+
+/*
+ * The next packet for the guest's rx queue, encoded (header + payload) into
+ * buf; cap is the room the guest's buffer chain offers (>= VSOCK_HDR_SIZE,
+ * else 0 is returned and nothing is consumed).  A data packet is trimmed to
+ * fit cap; the rest stays pending.  Returns the bytes written, 0 when
+ * nothing is pending.
+ */
+size_t vsock_mux_to_guest(struct vsock_mux *mux, uint8_t *buf, size_t cap);
+
+/* True when vsock_mux_to_guest() would return something. */
+int vsock_mux_has_pending(const struct vsock_mux *mux);
+
+void vsock_mux_reset(struct vsock_mux *mux);
+
+void vsock_mux_get_stats(const struct vsock_mux *mux, struct vsock_mux_stats *ret_stats);
+
+void vsock_mux_free(struct vsock_mux *mux);
+
+#endif
