@@ -627,6 +627,24 @@ static int check_guest_to_host(const ProtobufCMessage *m, struct wire_error *err
 			   ARRAY_SIZE(guest_to_host_cases), err);
 }
 
+/* --- Exported for codecs with their own rules (wire.h) -------------------- */
+
+int wire_check_text(const ProtobufCMessageDescriptor *desc, const void *payload, size_t len,
+		    struct wire_error *err)
+{
+	struct cursor c;
+
+	cursor_init(&c, payload, len);
+	return walk(desc, &c, 0, err);
+}
+
+int wire_unpack(const ProtobufCMessageDescriptor *desc, const void *payload, size_t len,
+		ProtobufCMessage **ret_msg, struct wire_error *err)
+{
+	GUARD(wire_check_text(desc, payload, len, err));
+	return unpack(desc, payload, len, ret_msg, err);
+}
+
 /* --- Top-level messages ------------------------------------------------------ */
 
 struct wire_spec {

@@ -105,6 +105,23 @@ void wire_free_open_result(Miosa__OpenResult *msg);
 void wire_free_dns_answer(Miosa__DnsAnswer *msg);
 
 /*
+ * The encoding checks every wire_decode_*() starts with, for a codec that
+ * states its own size bound and field rules (host/template_file.c):
+ * wire_unpack() walks the payload (every string field valid UTF-8 without
+ * NUL, no groups, nesting bounded), then unpacks it within
+ * WIRE_UNPACK_BUDGET; free the message with
+ * protobuf_c_message_free_unpacked(msg, NULL).  wire_check_text() is the walk
+ * alone, for an encoder to check what it is about to write.  No length limit
+ * here: the caller bounds len.  -EBADMSG / -ENOMEM as above.
+ */
+__attribute__((warn_unused_result))
+int wire_unpack(const ProtobufCMessageDescriptor *desc, const void *payload, size_t len,
+		ProtobufCMessage **ret_msg, struct wire_error *err);
+__attribute__((warn_unused_result))
+int wire_check_text(const ProtobufCMessageDescriptor *desc, const void *payload, size_t len,
+		    struct wire_error *err);
+
+/*
  * Validate msg by the same rules as the decoder, then write it as one frame
  * to buf (frame_encode()); *ret_len is the frame size.  buf is unspecified
  * on failure.
