@@ -131,6 +131,7 @@ enum capi_type {
 	CAPI_T_OPT_UINT32, /* as above, or null */
 	CAPI_T_STRINGS,    /* an array of strings */
 	CAPI_T_OBJECT,
+	CAPI_T_ARRAY,      /* an array; the caller checks its items */
 };
 
 struct capi_field {
@@ -169,6 +170,18 @@ int capi_h_audit_list(struct capi_ctx *c);
 int capi_h_audit_export(struct capi_ctx *c);
 int capi_h_audit_verify(struct capi_ctx *c);
 extern const char *const capi_audit_list_query[];
+
+/* ---- control_api_template.c: templates (M15) ----------------------------- */
+
+int capi_h_sandbox_template(struct capi_ctx *c);
+/*
+ * The "policy" object of POST /v1/sandboxes, validated completely (patterns
+ * by policy_snapshot_new(), listen ports against what the guest gateway
+ * serves) so a sandbox is only created for a policy that will import.
+ * Absent or null: 0 with ret_template zeroed and *ret_present false.
+ */
+int capi_template_policy_parse(struct capi_ctx *c, const json_t *policy,
+			       struct policy_template *ret_template, bool *ret_present);
 extern const char *const capi_audit_export_query[];
 
 #endif

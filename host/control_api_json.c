@@ -22,6 +22,7 @@ static const char *capi_type_name(enum capi_type t)
 	case CAPI_T_OPT_UINT32: return "an integer 0..4294967295 or null";
 	case CAPI_T_STRINGS:    return "an array of strings";
 	case CAPI_T_OBJECT:     return "an object";
+	case CAPI_T_ARRAY:      return "an array";
 	}
 	return "?";
 }
@@ -55,6 +56,7 @@ static bool capi_type_ok(enum capi_type t, const json_t *v)
 	case CAPI_T_OPT_UINT32: return capi_is_uint32(v) || json_is_null(v);
 	case CAPI_T_STRINGS:    return capi_is_strings(v);
 	case CAPI_T_OBJECT:     return json_is_object(v);
+	case CAPI_T_ARRAY:      return json_is_array(v);
 	}
 	return false;
 }

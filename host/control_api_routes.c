@@ -217,6 +217,7 @@ static const struct capi_field sandbox_create_fields[] = {
 	{ "external_user_id", CAPI_T_OPT_STRING, false },
 	{ "external_workspace_id", CAPI_T_OPT_STRING, false },
 	{ "template", CAPI_T_OPT_STRING, false },
+	{ "policy", CAPI_T_OBJECT, false },
 	{ "vsock_uds", CAPI_T_OPT_STRING, false },
 	{ "vsock_cid", CAPI_T_OPT_UINT32, false },
 };
@@ -261,24 +262,50 @@ static int capi_sandbox_spec(struct capi_ctx *c, const char *tenant_id,
 	return 0;
 }
 
+/*
+ * With a "policy" (a template's, M15) the sandbox is created and then given
+ * that policy; if the import fails the sandbox is deleted again before
+ * anyone is told it exists (no event, no 201), so no caller ever sees a
+ * sandbox with the default policy instead of the template's.  The policy is
+ * validated completely first, so that path is for store failures only.
+ */
 static int h_sandbox_create(struct capi_ctx *c)
 {
+	struct policy_template pt = { 0 };
 	struct tenancy_sandbox_spec spec;
 	struct tenancy_sandbox s;
 	struct tenancy_tenant t;
-	int r;
+	bool with_policy = false;
+	int r, d;
 
 	if ((r = capi_check_object(c, c->body, "body", sandbox_create_fields,
 				   N_FIELDS(sandbox_create_fields))) != 0 ||
 	    (r = capi_no_empty_strings(c, c->body)) != 0 ||
 	    (r = capi_tenant_in_reach(c, capi_str(c->body, "tenant_id"), &t)) != 0 ||
-	    (r = capi_sandbox_spec(c, t.id, &spec)) != 0)
+	    (r = capi_sandbox_spec(c, t.id, &spec)) != 0 ||
+	    (r = capi_template_policy_parse(c, json_object_get(c->body, "policy"), &pt,
+					    &with_policy)) != 0)
 		return r;
-	if ((r = tenancy_sandbox_create(c->api->tenancy, &spec, &s)) != 0)
-		return capi_fail_tenancy(c, r);
+	if ((r = tenancy_sandbox_create(c->api->tenancy, &spec, &s)) != 0) {
+		r = capi_fail_tenancy(c, r);
+		goto out;
+	}
+	if (with_policy && (r = policy_import(c->api->policy, s.id, &pt)) < 0) {
+		r = capi_fail_policy(c, r);
+		d = tenancy_sandbox_delete(c->api->tenancy, c->api->vault, s.tenant_id, s.id);
+		/* The one case where a half-made sandbox survives: say so. */
+		if (d != 0)
+			r = capi_fail(c, CAPI_E_INTERNAL,
+				      "sandbox %s: its template policy did not import and removing it failed (%s): delete it",
+				      s.id, strerror(-d));
+		goto out;
+	}
 	if (capi_events && capi_events->sandbox_created)
 		capi_events->sandbox_created(capi_events->data, &s);
-	return capi_reply(c, 201, capi_json_sandbox(&s));
+	r = capi_reply(c, 201, capi_json_sandbox(&s));
+out:
+	policy_template_clear(&pt);
+	return r;
 }
 
 static json_t *capi_json_sandboxes(const struct tenancy_sandbox *rows, size_t n)
@@ -810,6 +837,7 @@ const struct capi_route capi_routes[] = {
 	{ "PATCH", "/v1/sandboxes/{sandbox}", BODY, NULL, h_sandbox_patch },
 	{ "DELETE", "/v1/sandboxes/{sandbox}", 0, NULL, h_sandbox_delete },
 	{ "GET", "/v1/sandboxes/{sandbox}/ca", 0, NULL, h_sandbox_ca },
+	{ "GET", "/v1/sandboxes/{sandbox}/template", 0, NULL, capi_h_sandbox_template },
 	{ "POST", "/v1/sandboxes/{sandbox}/exec", BODY, NULL, h_sandbox_exec },
 	{ "GET", "/v1/sandboxes/{sandbox}/secrets", 0, NULL, h_sandbox_secrets },
 	{ "PUT", SANDBOX_SECRET, BODY, NULL, h_secret_put },
