@@ -23,13 +23,16 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ctl_client.h"
 #include "ctl_output.h"
 #include "ctl_value.h"
+#include "template_file.h"
 
 #ifndef MIOSA_VERSION
 #define MIOSA_VERSION "0.0.0"
@@ -557,6 +560,8 @@ static bool cl_set_opt_str(json_t *obj, const char *key, const char *value)
 /* ------------------------------------------------------------------ */
 /* sandbox                                                             */
 
+static int cl_template_policy_for_create(const char *image, json_t *body);
+
 static int cl_sandbox_create(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
 {
 	const char *tenant = NULL, *user = NULL, *ws = NULL, *ext_user = NULL, *ext_ws = NULL,
@@ -598,6 +603,8 @@ static int cl_sandbox_create(struct cl *c, const struct cl_command *cmd, int arg
 		ex = cl_error("out of memory");
 		goto out;
 	}
+	if (template && (ex = cl_template_policy_for_create(template, body)) != CL_EXIT_OK)
+		goto out;
 	ctl_target_init(&t);
 	ctl_target_add(&t, "/v1/sandboxes");
 	if ((ex = cl_call_object(c, "POST", &t, body, &ans, NULL)) != CL_EXIT_OK)
@@ -1988,6 +1995,231 @@ out:
 	"  other).  --tenant defaults to $MIOSA_TENANT, else \"default\"; over --url it\n" \
 	"  must be the API key's tenant.\n"
 
+/* ------------------------------------------------------------------ */
+/* template (M15): the policy file beside a VM image                   */
+/*                                                                     */
+/* miosactl reads and writes IMAGE.policy.pb itself (it may talk to a  */
+/* remote broker); the broker only sees the policy as JSON.            */
+
+static int64_t cl_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The answer of GET /v1/sandboxes/{id}/template as a template_state.  The
+ * broker's answer is checked by template_file_encode() again before anything
+ * is written; here only its shape.
+ */
+static int cl_template_from_json(const struct cl *c, const json_t *ans,
+				 struct template_state *ret)
+{
+	struct template_state t = { .created_at_us = cl_now_us() };
+	const json_t *allow = json_object_get(ans, "allowlist");
+	const json_t *ports = json_object_get(ans, "listen_ports");
+	const char *mode = json_string_value(json_object_get(ans, "mode"));
+	const char *id = json_string_value(json_object_get(ans, "sandbox_id"));
+	const json_t *e;
+	size_t i;
+
+	if (!mode || !id || !json_is_array(allow) || !json_is_array(ports) ||
+	    json_array_size(allow) > POLICY_ALLOW_MAX ||
+	    json_array_size(ports) > TEMPLATE_LISTEN_PORTS_MAX ||
+	    strlen(id) >= sizeof(t.source_sandbox_id) ||
+	    (strcmp(mode, "observe") != 0 && strcmp(mode, "enforce") != 0))
+		return cl_error("answer from %s is not a template policy", c->ep.display);
+	t.policy.mode = strcmp(mode, "enforce") == 0 ? POLICY_ENFORCE : POLICY_OBSERVE;
+	memcpy(t.source_sandbox_id, id, strlen(id) + 1);
+	if (json_array_size(allow) > 0 &&
+	    !(t.policy.allow = calloc(json_array_size(allow), sizeof(*t.policy.allow))))
+		return cl_error("out of memory");
+	json_array_foreach(allow, i, e) {
+		const char *pat = json_string_value(json_object_get(e, "pattern"));
+		const json_t *port = json_object_get(e, "port");
+		json_int_t p = json_is_integer(port) ? json_integer_value(port) : 0;
+
+		if (!pat || strlen(pat) >= sizeof(t.policy.allow[i].pattern) ||
+		    !(json_is_null(port) || json_is_integer(port)) || p < 0 || p > 65535) {
+			template_state_clear(&t);
+			return cl_error("answer from %s has a malformed allowlist entry",
+					c->ep.display);
+		}
+		memcpy(t.policy.allow[i].pattern, pat, strlen(pat) + 1);
+		t.policy.allow[i].port = (uint16_t)p;
+		t.policy.n_allow = i + 1;
+	}
+	json_array_foreach(ports, i, e) {
+		json_int_t p = json_integer_value(e);
+
+		if (!json_is_integer(e) || p < 1 || p > 65535) {
+			template_state_clear(&t);
+			return cl_error("answer from %s has a malformed listen port", c->ep.display);
+		}
+		t.listen_ports[t.n_listen_ports++] = (uint16_t)p;
+	}
+	*ret = t;
+	return CL_EXIT_OK;
+}
+
+static json_t *cl_template_allow_json(const struct template_state *t)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < t->policy.n_allow; i++) {
+		const struct policy_entry *e = &t->policy.allow[i];
+
+		if (json_array_append_new(arr, json_pack("{s:s, s:o}", "pattern", e->pattern, "port",
+							 e->port ? json_integer(e->port)
+								 : json_null())) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+static json_t *cl_template_ports_json(const struct template_state *t)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < t->n_listen_ports; i++)
+		if (json_array_append_new(arr, json_integer(t->listen_ports[i])) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	return arr;
+}
+
+/* The "policy" object of POST /v1/sandboxes. */
+static json_t *cl_template_policy_json(const struct template_state *t)
+{
+	return json_pack("{s:s, s:o, s:o}", "mode",
+			 t->policy.mode == POLICY_ENFORCE ? "enforce" : "observe", "allowlist",
+			 cl_template_allow_json(t), "listen_ports", cl_template_ports_json(t));
+}
+
+/* What `template show` and `template save` print (--json: as is). */
+static json_t *cl_template_json(const char *path, size_t size, const struct template_state *t)
+{
+	char when[64];
+
+	cl_format_time_us(t->created_at_us, when, sizeof(when));
+	return json_pack("{s:s, s:I, s:i, s:s, s:s, s:s, s:o, s:o}", "file", path, "bytes",
+			 (json_int_t)size, "format_version",
+			 (int)(t->version ? t->version : TEMPLATE_FILE_VERSION),
+			 "source_sandbox_id", t->source_sandbox_id, "created_at", when, "mode",
+			 t->policy.mode == POLICY_ENFORCE ? "enforce" : "observe", "allowlist",
+			 cl_template_allow_json(t), "listen_ports", cl_template_ports_json(t));
+}
+
+static const char *const cl_template_keys[] = {
+	"file", "bytes", "format_version", "source_sandbox_id", "created_at", "mode",
+	"listen_ports", NULL,
+};
+
+static const struct ctl_column cl_template_allow_cols[] = {
+	{ "PATTERN", "pattern" },
+	{ "PORT", "port" },
+};
+
+static int cl_print_template(const struct cl *c, const json_t *obj)
+{
+	int ex;
+
+	if (c->json)
+		return cl_print_json(obj);
+	if ((ex = cl_print_view(obj, cl_template_keys, false)) != CL_EXIT_OK)
+		return ex;
+	return cl_print_section(c, obj, "allowlist", "allowlist", cl_template_allow_cols,
+				CL_NCOLS(cl_template_allow_cols));
+}
+
+static int cl_template_save(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct template_state st = { 0 };
+	char path[PATH_MAX], err[TEMPLATE_ERR_MAX];
+	const char *pos[2];
+	struct ctl_target t;
+	json_t *ans = NULL, *out = NULL;
+	size_t size = 0;
+	int ex, r;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 2, 2, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if ((r = template_file_path(pos[1], path, sizeof(path))) < 0)
+		return cl_error("%s: %s", pos[1], strerror(-r));
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/sandboxes");
+	ctl_target_add_segment(&t, pos[0]);
+	ctl_target_add(&t, "/template");
+	if ((ex = cl_call_object(c, "GET", &t, NULL, &ans, NULL)) != CL_EXIT_OK ||
+	    (ex = cl_template_from_json(c, ans, &st)) != CL_EXIT_OK)
+		goto out;
+	if (template_file_write(path, &st, &size, err, sizeof(err)) < 0) {
+		ex = cl_error("%s", err);
+		goto out;
+	}
+	out = cl_template_json(path, size, &st);
+	ex = out ? cl_print_template(c, out) : cl_error("out of memory");
+out:
+	json_decref(out);
+	json_decref(ans);
+	template_state_clear(&st);
+	return ex;
+}
+
+static int cl_template_show(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
+{
+	struct template_state st = { 0 };
+	char path[PATH_MAX], err[TEMPLATE_ERR_MAX];
+	const char *pos[1];
+	json_t *out = NULL;
+	struct stat sb;
+	int ex, r;
+
+	if ((ex = cl_parse_args(c, cmd, argc, argv, NULL, pos, 1, 1, NULL)) != 0)
+		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
+	if ((r = template_file_path(pos[0], path, sizeof(path))) < 0)
+		return cl_error("%s: %s", pos[0], strerror(-r));
+	if (template_file_read(path, &st, err, sizeof(err)) < 0)
+		return cl_error("%s", err);
+	out = cl_template_json(path, stat(path, &sb) == 0 ? (size_t)sb.st_size : 0, &st);
+	ex = out ? cl_print_template(c, out) : cl_error("out of memory");
+	json_decref(out);
+	template_state_clear(&st);
+	return ex;
+}
+
+/*
+ * sandbox create --template IMAGE: IMAGE.policy.pb, if there is one, as the
+ * body's "policy".  No file: no policy (the default: observe mode, empty
+ * allowlist), as for a template name that is not a path.  Any other
+ * problem with the file refuses the create before the broker is asked.
+ */
+static int cl_template_policy_for_create(const char *image, json_t *body)
+{
+	struct template_state st = { 0 };
+	char path[PATH_MAX], err[TEMPLATE_ERR_MAX];
+	json_t *policy;
+	int r;
+
+	if ((r = template_file_path(image, path, sizeof(path))) < 0)
+		return cl_error("--template %s: %s", image, strerror(-r));
+	r = template_file_read(path, &st, err, sizeof(err));
+	if (r == -ENOENT)
+		return CL_EXIT_OK;
+	if (r < 0)
+		return cl_error("%s; no sandbox created", err);
+	policy = cl_template_policy_json(&st);
+	template_state_clear(&st);
+	if (!policy || json_object_set_new(body, "policy", policy) != 0)
+		return cl_error("out of memory");
+	return CL_EXIT_OK;
+}
+
 #define CL_VALUE_HELP \
 	"The value is read from standard input (or --value-file FILE), never from the\n" \
 	"command line.  Exactly one trailing newline (\\n or \\r\\n) is removed; an empty\n" \
@@ -2009,7 +2241,15 @@ static const struct cl_command cl_commands[] = {
 	  "                              the platform's own user / workspace ids\n"
 	  "  --external-user-id U, --external-workspace-id W\n"
 	  "                              the end user / workspace ids of your product\n"
-	  "  --template IMAGE            VM image the sandbox is made from\n"
+	  "  --template IMAGE            VM image the sandbox is made from; when\n"
+	  "                              IMAGE.policy.pb exists (`template save`), the\n"
+	  "                              sandbox starts with that policy: mode,\n"
+	  "                              allowlist, listen ports.  A template saved in\n"
+	  "                              enforce mode starts in enforce mode (`network\n"
+	  "                              observe` right after creation changes that).\n"
+	  "                              A corrupt or newer-version file is refused and\n"
+	  "                              no sandbox is created.  No such file: the\n"
+	  "                              default policy (observe, empty allowlist)\n"
 	  "  --vsock-uds PATH            hybrid vsock: the broker listens on PATH_1024\n"
 	  "  --vsock-cid CID             kernel vhost-vsock guest CID\n" },
 	{ "sandbox", "show", cl_sandbox_show, "sandbox show SANDBOX",
@@ -2112,6 +2352,19 @@ static const struct cl_command cl_commands[] = {
 	  "Switch back to observe mode; the allowlist is kept for a later lockdown.\n"
 	  "Use it right after creating a sandbox from a template snapshotted in\n"
 	  "enforce mode.\n" },
+
+	{ "template", "save", cl_template_save, "template save SANDBOX IMAGE",
+	  "Write the sandbox's policy state (mode, allowlist, listen ports) beside the\n"
+	  "VM image, as IMAGE.policy.pb, and print what was written.  IMAGE need not\n"
+	  "exist yet (its directory must); an existing IMAGE.policy.pb is replaced\n"
+	  "atomically.  The file (mode 0644) holds policy only, never a secret or a\n"
+	  "placeholder: versioned protobuf with a SHA-256 checksum.  `sandbox create\n"
+	  "--template IMAGE` loads it.\n" },
+	{ "template", "show", cl_template_show, "template show IMAGE",
+	  "Print the policy saved in IMAGE.policy.pb: format version, source sandbox,\n"
+	  "time saved, mode, listen ports and the allowlist (PORT \"-\": any port).\n"
+	  "A corrupt file (truncated, bad checksum, not a template) or one of a newer\n"
+	  "format version is refused with a message naming the file (exit 1).\n" },
 
 	{ "audit", "ls", cl_audit_ls,
 	  "audit ls [--sandbox S] [--host H] [--since T] [--until T] [--status N]\n"
