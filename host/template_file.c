@@ -319,7 +319,9 @@ int template_file_read(const char *path, struct template_state *ret_state, char 
 	struct stat st;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO planted at path must not hang us before the
+	 * S_ISREG check (it changes nothing for a regular file). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return tf_fail(err, err_size, -errno, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0) {

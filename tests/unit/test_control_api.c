@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "control_api.h"
+#include "policy.h"
 #include "tenancy.h"
 #include "vault.h"
 
@@ -986,6 +987,8 @@ static void test_tenant_isolation_answers_404_for_everything_of_another_tenant(v
 	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", secrets_view, NULL);
 	snprintf(secrets_view, sizeof(secrets_view), "%s/ca", w.sbx_path);
 	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", secrets_view, NULL);
+	snprintf(secrets_view, sizeof(secrets_view), "%s/template", w.sbx_path);
+	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", secrets_view, NULL);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
 		expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", probes[i].method,
 			     probes[i].target, probes[i].body);
@@ -1304,6 +1307,102 @@ static void test_no_response_of_the_run_held_a_secret_value(void **state)
 	assert_true(n_secrets > 30);
 }
 
+/* ---- templates (M15) ------------------------------------------------------ */
+
+static size_t count_sandboxes(struct fixture *f)
+{
+	json_t *j = ADMIN(200, "GET", "/v1/sandboxes", NULL);
+	size_t n = json_array_size(json_object_get(j, "sandboxes"));
+
+	drop(j);
+	return n;
+}
+
+static void test_template_policy_is_read_and_given_to_a_new_sandbox(void **state)
+{
+	struct fixture *f = *state;
+	char target[160], body[512];
+	json_t *j, *allow, *again;
+	char *dump;
+
+	snprintf(target, sizeof(target), "/v1/sandboxes/%s/network/allow", f->sbx);
+	drop(ADMIN(201, "POST", target, "{\"pattern\": \"api.openai.com\"}"));
+	drop(ADMIN(201, "POST", target, "{\"pattern\": \"*.npmjs.com\", \"port\": 443}"));
+	snprintf(target, sizeof(target), "/v1/sandboxes/%s/network/lockdown", f->sbx);
+	drop(ADMIN(200, "POST", target, NULL));
+
+	snprintf(target, sizeof(target), "/v1/sandboxes/%s/template", f->sbx);
+	j = ADMIN(200, "GET", target, NULL);
+	assert_string_equal(jstr(j, "sandbox_id"), f->sbx);
+	assert_string_equal(jstr(j, "mode"), "enforce");
+	allow = json_object_get(j, "allowlist");
+	assert_int_equal(json_array_size(allow), 2);
+	assert_string_equal(jstr(json_array_get(allow, 0), "pattern"), "*.npmjs.com");
+	assert_int_equal(jint(json_array_get(allow, 0), "port"), 443);
+	assert_string_equal(jstr(json_array_get(allow, 1), "pattern"), "api.openai.com");
+	assert_true(json_is_null(json_object_get(json_array_get(allow, 1), "port")));
+	assert_int_equal(json_array_size(json_object_get(j, "listen_ports")), 2);
+	assert_null(json_object_get(j, "observed")); /* tallies are not template state */
+
+	/* The answer, minus its sandbox id, is a valid "policy" object. */
+	assert_int_equal(json_object_del(j, "sandbox_id"), 0);
+	dump = json_dumps(j, JSON_COMPACT);
+	snprintf(body, sizeof(body), "{\"template\": \"py312\", \"policy\": %s}", dump);
+	jfree(dump);
+	drop(j);
+	j = ADMIN(201, "POST", "/v1/sandboxes", body);
+	snprintf(target, sizeof(target), "/v1/sandboxes/%s/network", jstr(j, "id"));
+	drop(j);
+	again = ADMIN(200, "GET", target, NULL);
+	assert_string_equal(jstr(again, "mode"), "enforce");
+	assert_int_equal(json_array_size(json_object_get(again, "allowlist")), 2);
+	drop(again);
+	/* Over TCP too, for the key's own tenant. */
+	drop(TCP(f->key_a, 201, "POST", "/v1/sandboxes",
+		 "{\"policy\": {\"mode\": \"observe\", \"allowlist\": []}}"));
+}
+
+static void test_an_invalid_template_policy_creates_no_sandbox(void **state)
+{
+	static const char *const bad[] = {
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [{\"pattern\": \"*foo.com\"}]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [{\"pattern\": \"a.com\", \"port\": 0}]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [{\"pattern\": \"a.com\", \"port\": 65536}]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [{\"pattern\": 7}]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [\"a.com\"]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [{\"pattern\": \"a.com\", \"x\": 1}]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [], \"listen_ports\": [8080]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [], \"listen_ports\": [0]}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [], \"listen_ports\": [\"80\"]}}",
+		"{\"policy\": {\"mode\": \"strict\", \"allowlist\": []}}",
+		"{\"policy\": {\"allowlist\": []}}",
+		"{\"policy\": {\"mode\": \"enforce\"}}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": {}}}",
+		"{\"policy\": [], \"template\": \"x\"}",
+		"{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [], \"observed\": []}}",
+	};
+	struct fixture *f = *state;
+	size_t before = count_sandboxes(f);
+	char *many;
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "POST", "/v1/sandboxes",
+			     bad[i]);
+	/* One entry past the cap. */
+	many = malloc(64 + (POLICY_ALLOW_MAX + 1) * 32); /* each entry < 32 bytes */
+	assert_non_null(many);
+	len += (size_t)sprintf(many, "{\"policy\": {\"mode\": \"enforce\", \"allowlist\": [");
+	for (int i = 0; i <= POLICY_ALLOW_MAX; i++)
+		len += (size_t)sprintf(many + len, "%s{\"pattern\":\"h%d.io\"}", i ? "," : "", i);
+	strcpy(many + len, "]}}");
+	expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "POST", "/v1/sandboxes", many);
+	free(many);
+	assert_int_equal(count_sandboxes(f), before);
+	expect_error(f, ADMIN_CALLER, NULL, 404, "not_found", "GET",
+		     "/v1/sandboxes/sbx_000000000000000000000000/template", NULL);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -1333,6 +1432,8 @@ int main(void)
 		T(test_sandbox_ca_answers_the_certificate_only),
 		T(test_tenant_isolation_answers_404_for_everything_of_another_tenant),
 		T(test_malformed_and_unauthorized_requests_get_exact_errors),
+		T(test_template_policy_is_read_and_given_to_a_new_sandbox),
+		T(test_an_invalid_template_policy_creates_no_sandbox),
 		T(test_everything_survives_a_restart),
 		cmocka_unit_test(test_no_response_of_the_run_held_a_secret_value),
 #undef T
