@@ -10,6 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 unset MIOSA_URL MIOSA_API_KEY MIOSA_TENANT
+PORT=$(free_port)
 broker_start
 export MIOSA_SOCKET=$SOCK
 ok "broker up"
@@ -155,6 +156,28 @@ ctl --json template show "$IMG"
 check_eq "the file now holds D's policy" "$D" "$(printf '%s' "$CTL_OUT" | jget source_sandbox_id)"
 check_eq "still one file in the image directory" "img.qcow2.policy.pb" "$(ls -A "$IMG_DIR")"
 ctl_fails "save into a missing directory fails" 1 "$T/nodir/x.qcow2.policy.pb" template save "$D" "$T/nodir/x.qcow2"
+
+# ---- a remote broker (--url, API key): the CLI reads and writes the file ----
+ctl apikey create --tenant default tpl-ci
+KEY=$CTL_OUT
+check_match "API key for the TCP listener" '^msk_live_' "$KEY"
+URL="http://127.0.0.1:$PORT"
+REMOTE_IMG=$T/remote/r.img
+mkdir -p "$T/remote"
+MIOSA_API_KEY=$KEY ctl --url "$URL" template save "$A" "$REMOTE_IMG"
+check_eq "template save over --url" 0 "$CTL_RC"
+MIOSA_API_KEY=$KEY ctl --url "$URL" sandbox create --template "$REMOTE_IMG"
+E=$CTL_OUT
+check_match "sandbox create --template over --url" '^sbx_' "$E"
+ctl --json network status "$E"
+check_eq "remote-made sandbox is in enforce mode" "enforce" "$(printf '%s' "$CTL_OUT" | jget mode)"
+check_eq "remote-made sandbox has both entries" "2" "$(printf '%s' "$CTL_OUT" | jget 'allowlist.#')"
+ctl tenant create other
+ctl apikey create --tenant other tpl-other
+OTHER_KEY=$CTL_OUT
+MIOSA_API_KEY=$OTHER_KEY ctl_fails "another tenant's key cannot save A's template" 1 "not_found" \
+	--url "$URL" template save "$A" "$T/remote/stolen.img"
+if [ -e "$T/remote/stolen.img.policy.pb" ]; then fail "no file for a refused save"; else ok "no file for a refused save"; fi
 
 check_not_contains "no secret value in any output" "$SECRET" "$(cat "$TRANSCRIPT")"
 it_finish
