@@ -87,8 +87,10 @@ int template_file_read(const char *path, struct template_state *ret_state, char 
 /*
  * Encode t and replace path atomically: a temporary file in the same
  * directory (O_EXCL, mode 0644), written, fsync'd, renamed over path, then
- * the directory fsync'd.  On failure path is untouched and the temporary file
- * removed.  ret_size (may be NULL) receives the bytes written.
+ * the directory fsync'd.  A failure up to the rename leaves path untouched
+ * and removes the temporary file; only a failing directory fsync reports an
+ * error with the new file already in place (not yet known to be durable).
+ * ret_size (may be NULL) receives the bytes written.
  */
 __attribute__((warn_unused_result))
 int template_file_write(const char *path, const struct template_state *t, size_t *ret_size,
