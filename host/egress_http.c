@@ -647,7 +647,7 @@ static void eh_up_start(struct egress_http *hs)
 	up->timer.data = up;
 	up->timer_open = true;
 	up->refs++;
-	uv_timer_start(&up->timer, eh_up_on_timeout, GUEST_GATEWAY_CONNECT_TIMEOUT_MS, 0);
+	uv_timer_start(&up->timer, eh_up_on_timeout, c->gw->opts.connect_timeout_ms, 0);
 	snprintf(service, sizeof(service), "%u", up->target_port);
 	up->gai.data = up;
 	r = uv_getaddrinfo(c->gw->loop, &up->gai, eh_up_on_resolved, up->target, service, &hints);

@@ -70,11 +70,21 @@ exec_works() { gexec echo ready && [ "$(cat "$T/g.out")" = ready ]; }
 
 "$ECHO" "$T/server.pem" "$T/server.key" "$T/echo.port" </dev/null >"$T/echo.log" 2>&1 &
 echo_pid=$!
-wait_until 20 "the echo upstream" test -s "$T/echo.port" || exit 1
+"$ECHO" --tcp-echo "$T/tcpecho.port" </dev/null >>"$T/echo.log" 2>&1 &
+echo_pid="$echo_pid $!"
+wait_until 20 "the echo upstreams" test -s "$T/echo.port" -a -s "$T/tcpecho.port" || exit 1
 port=$(cat "$T/echo.port")
+tcpport=$(cat "$T/tcpecho.port")
 
+# Other ports: 7000 (a plain TCP echo service), 993 (TLS with ALPN imap,
+# spliced to the HTTPS echo server), 8443 (HTTPS with http/1.1: intercepted).
 export MIOSA_SOCKET=$SOCK
 broker_start --connect-to "api.openai.test:443:127.0.0.1:$port" \
+	--connect-to "api.openai.test:8443:127.0.0.1:$port" \
+	--connect-to "imap.test:993:127.0.0.1:$port" \
+	--connect-to "tcp.test:7000:127.0.0.1:$tcpport" \
+	--connect-to "blocked.test:7000:127.0.0.1:$tcpport" \
+	--guest-tcp-ports 7000,993,8443 \
 	--upstream-ca "$T/upstream-ca.pem" || exit 1
 
 ctl sandbox create --vsock-uds "$T/vm.sock"
@@ -285,10 +295,107 @@ else
 	fail "node fetch" "$(cat "$T/g.err")"
 fi
 
+# --- Other ports: spliced unless TLS offering http/1.1 (or no ALPN) -------------------
+cat >"$T/tcpecho.py" <<'PY'
+import hashlib, os, socket, sys
+data = os.urandom(300000)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+back = b""
+while True:
+    c = s.recv(65536)
+    if not c:
+        break
+    back += c
+print(hashlib.sha256(data).hexdigest(), hashlib.sha256(back).hexdigest(), len(back))
+PY
+if gexec python3 "$T/tcpecho.py" tcp.test 7000; then
+	read -r sent got n <<<"$(cat "$T/g.out")"
+	check_eq "port 7000 (not TLS): 300000 bytes spliced to the TCP echo and back intact, EOF propagated" \
+		"$sent 300000" "$got $n"
+else
+	fail "tcpecho.py" "$(cat "$T/g.err")"
+fi
+
+cat >"$T/imap.py" <<'PY'
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])  # the UPSTREAM's CA, not the sandbox's
+ctx.set_alpn_protocols(["imap"])
+t = ctx.wrap_socket(socket.create_connection(("imap.test", 993), timeout=20),
+                    server_hostname="api.openai.test")
+t.sendall(b"GET /over-imap HTTP/1.1\r\nHost: imap.test\r\n\r\n")
+got = b""
+while b"GET /over-imap" not in got:
+    c = t.recv(65536)
+    if not c:
+        break
+    got += c
+print("issuer", dict(x[0] for x in t.getpeercert()["issuer"])["commonName"])
+print("echo", b"GET /over-imap HTTP/1.1" in got)
+PY
+if gexec python3 "$T/imap.py" "$T/upstream-ca.pem"; then
+	check_contains "port 993, TLS with ALPN imap: end-to-end TLS with the upstream's own certificate (spliced)" \
+		"issuer miosa test upstream CA" "$(cat "$T/g.out")"
+	check_contains "port 993: bytes relayed both ways" "echo True" "$(cat "$T/g.out")"
+else
+	fail "imap.py" "$(cat "$T/g.err")"
+fi
+gexec sh -c 'openssl s_client -alpn imap -connect imap.test:993 -servername api.openai.test </dev/null 2>&1' || true
+check_contains "openssl s_client -alpn imap: sees the upstream's issuer, not the sandbox CA" \
+	"miosa test upstream CA" "$(grep -i '^issuer=' "$T/g.out")"
+
+if gexec sh -c 'curl -sS --max-time 20 https://api.openai.test:8443/v1/alt -H "Authorization: Bearer $OPENAI_API_KEY"'; then
+	check_contains "port 8443, TLS with http/1.1 (curl): intercepted, the placeholder swapped" \
+		"Authorization: Bearer $cur_value" "$(cat "$T/g.out")"
+else
+	fail "curl https://api.openai.test:8443" "$(cat "$T/g.err")"
+fi
+
+ctl network lockdown "$sbx"
+check_eq "network lockdown" 0 "$CTL_RC"
+cat >"$T/blocked.py" <<'PY'
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7000), timeout=20)
+s.sendall(b"hello")
+try:
+    got = s.recv(100)
+except ConnectionResetError:
+    got = b""
+print("got", len(got))
+PY
+if gexec python3 "$T/blocked.py" blocked.test; then
+	check_eq "enforce: a new host on port 7000 is refused at open (no byte comes back)" \
+		"got 0" "$(cat "$T/g.out")"
+else
+	fail "blocked.py" "$(cat "$T/g.err")"
+fi
+if gexec python3 "$T/tcpecho.py" tcp.test 7000; then
+	read -r sent got n <<<"$(cat "$T/g.out")"
+	check_eq "enforce: the observed tcp.test:7000 still splices" "$sent 300000" "$got $n"
+else
+	fail "tcpecho.py after lockdown" "$(cat "$T/g.err")"
+fi
+
 # --- Audit and leaks ------------------------------------------------------------------
 q() { sqlite3 -readonly "file:$STATE_DIR/state.db?mode=ro" "$1"; }
 n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND path LIKE '/rot/%' AND secrets_swapped='openai_key'")
 check_eq "audit: both rotation requests swapped openai_key" 2 "$n"
+tcp_rows() { test "$(q "SELECT count(*) FROM audit_rows WHERE host='tcp.test' AND port=7000 AND scheme='tcp' AND action='allow' AND bytes_up=300000 AND bytes_down=300000")" = 2; }
+wait_until 10 "the TCP rows at close" tcp_rows &&
+	ok "audit: two allow rows for tcp.test:7000 (scheme tcp, 300000 bytes each way)" ||
+	fail "audit: two allow rows for tcp.test:7000 (scheme tcp, 300000 bytes each way)" \
+		"$(q "SELECT scheme, action, bytes_up, bytes_down, path FROM audit_rows WHERE host='tcp.test'")"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='tcp.test' AND (path IS NULL OR path='')")
+check_eq "audit: the TCP rows have no path" 2 "$n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='blocked.test' AND port=7000 AND scheme='tcp' AND action='deny'")
+check_eq "audit: the refused TCP connection has a deny row" 1 "$n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='api.openai.test' AND port=8443 AND scheme='https' AND secrets_swapped='openai_key'")
+check_eq "audit: the intercepted 8443 request has an https row with the swap" 1 "$n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='api.openai.test' AND port=8443 AND scheme='tcp'")
+check_eq "audit: no connection row for the intercepted 8443 stream" 0 "$n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE host='imap.test' AND port=993 AND scheme='tcp' AND action='allow'")
+check_eq "audit: the spliced TLS connections on 993 have tcp rows" 2 "$n"
 for v in "$secret_value" "$rotated_value"; do
 	if grep -aqF "$v" "$STATE_DIR"/state.db* "$T/broker.log" "$T/agent.log"; then
 		fail "no secret value in state.db or the logs"
