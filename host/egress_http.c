@@ -24,9 +24,17 @@
  * reference, and each upstream connection (struct eh_up) holds one for its
  * whole life, so the engine is never freed under a queued job.
  *
- * Timeouts: upstream resolve + connect + TLS handshake share
- * GUEST_GATEWAY_CONNECT_TIMEOUT_MS (then 504 "timeout").  Response and
- * idle timeouts are not implemented yet (see the report).
+ * Timeouts (docs/broker.md), one timer per upstream connection:
+ *   - connecting: resolve + connect + TLS handshake share
+ *     opts.connect_timeout_ms (then 504 "timeout");
+ *   - an exchange in flight (from forward() to REQUEST_DONE):
+ *     opts.response_timeout_ms without progress, restarted by every
+ *     upstream read and every completed upstream write, so a slow upload
+ *     or a long body that keeps moving is never cut, but a silent upstream
+ *     is: 504 "timeout" before the response head, a close after it;
+ *   - idle keep-alive (after REQUEST_DONE): opts.upstream_idle_timeout_ms,
+ *     then the upstream is closed and the next request opens a new one;
+ *   - a tunnel (101, CONNECT): none.
  */
 #include "guest_gateway_internal.h"
 
@@ -35,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
@@ -64,6 +73,7 @@ struct eh_side {
 	SSL *ssl;                    /* NULL: plain */
 	BIO *rbio, *wbio;            /* owned by ssl */
 	bool handshaken;
+	bool failed;                 /* guest handshake refused: alert out, then close */
 	bool sock_eof;               /* the socket reached EOF */
 	bool ended;                  /* no more plaintext will come */
 	bool eof_given;              /* the engine was told */
@@ -108,6 +118,8 @@ struct egress_http {
 	bool verdict_pending;
 	bool close_pending;          /* CLOSE: close once the guest output is out */
 	bool driving, again;
+	bool awaiting;               /* forward() .. REQUEST_DONE: response timer */
+	bool tunnel;                 /* no upstream timer */
 	uint8_t *pending;            /* guest bytes read with the GuestOpen frame */
 	size_t pending_len, pending_off;
 };
@@ -116,6 +128,13 @@ struct eh_verdict_job {
 	uv_work_t work;
 	struct gw_conn *c;
 	struct gw_verdict v;
+};
+
+/* A connection-level row written from a worker (the SNI refusal). */
+struct eh_row_job {
+	uv_work_t work;
+	struct gw_conn *c;
+	struct store_audit_row row;
 };
 
 struct eh_ca_job {
@@ -129,6 +148,7 @@ struct eh_ca_job {
 
 static void eh_drive(struct egress_http *hs);
 static void eh_up_close(struct eh_up *up);
+static void eh_up_arm(struct egress_http *hs);
 
 static void eh_log(struct egress_http *hs, int level, const char *event, const char *reason,
 		   int r)
@@ -195,12 +215,108 @@ static void eh_side_fail(struct eh_side *s, const char *reason, int r)
 	hs->again = true;
 }
 
+static void eh_side_flush(struct eh_side *s);
+
+static int64_t eh_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Worker: the sandbox's attribution, then the row (no wait: nothing is
+ * held back for it, the connection is already refused). */
+static void eh_row_work(uv_work_t *w)
+{
+	struct eh_row_job *job = w->data;
+	struct store_audit_row *row = &job->row;
+	struct gw_worker_ctx *ctx;
+	struct tenancy_sandbox sb;
+
+	if (gw_worker_ctx_get(job->c->gw, &ctx) == 0 &&
+	    tenancy_sandbox_get(ctx->tenancy, NULL, row->sandbox_id, &sb) == 0) {
+		snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", sb.tenant_id);
+		snprintf(row->external_user_id, sizeof(row->external_user_id), "%s",
+			 sb.external_user_id);
+		snprintf(row->external_workspace_id, sizeof(row->external_workspace_id), "%s",
+			 sb.external_workspace_id);
+	}
+	egress_verdict_submit_row(job->c->gw, row);
+}
+
+static void eh_row_done(uv_work_t *w, int status)
+{
+	struct eh_row_job *job = w->data;
+	struct gw_conn *c = job->c;
+
+	(void)status;
+	free(job);
+	gw_conn_unref(c);
+}
+
+/* "SNI must match the name the synthetic address maps to": leaf_mint
+ * refused the handshake (unrecognized_name alert); audit it as a deny. */
+static void eh_sni_audit(struct egress_http *hs, const struct leaf_mint_sni_info *sni)
+{
+	struct eh_row_job *job = calloc(1, sizeof(*job));
+	struct gw_conn *c = hs->c;
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_WARN, "egress_sni_refused")) {
+		log_str(&l, "sandbox", c->sb->id);
+		log_str(&l, "host", hs->name);
+		log_str(&l, "sni", sni->sni);
+		log_str(&l, "verdict", leaf_mint_sni_name(sni->verdict));
+		log_end(&l);
+	}
+	if (!job) {
+		eh_log(hs, LOG_LEVEL_ERROR, "audit_write_failed", "sni-mismatch", -ENOMEM);
+		return;
+	}
+	job->c = c;
+	job->row.time_us = eh_now_us();
+	snprintf(job->row.sandbox_id, sizeof(job->row.sandbox_id), "%s", c->sb->id);
+	snprintf(job->row.tenant_id, sizeof(job->row.tenant_id), "%s", c->sb->tenant_id);
+	snprintf(job->row.host, sizeof(job->row.host), "%s", hs->name);
+	job->row.port = hs->port;
+	job->row.scheme = STORE_AUDIT_HTTPS;
+	job->row.action = STORE_AUDIT_DENY;
+	snprintf(job->row.reason, sizeof(job->row.reason), "%s",
+		 sni->verdict == LEAF_MINT_SNI_MISMATCH ? "sni-mismatch" : "sni-invalid");
+	job->work.data = job;
+	if (uv_queue_work(c->gw->loop, &job->work, eh_row_work, eh_row_done) < 0) {
+		eh_log(hs, LOG_LEVEL_ERROR, "audit_write_failed", "sni-mismatch", -EAGAIN);
+		free(job);
+		return;
+	}
+	c->refs++;
+}
+
+/* The guest's handshake failed: audit an SNI refusal, send the alert
+ * OpenSSL queued (unrecognized_name, ...), then close. */
+static void eh_guest_handshake_failed(struct eh_side *s, int r)
+{
+	struct egress_http *hs = s->hs;
+	struct leaf_mint_sni_info sni;
+
+	if (leaf_mint_ssl_sni(s->ssl, &sni) == 0 && sni.verdict != LEAF_MINT_SNI_MATCH &&
+	    sni.verdict != LEAF_MINT_SNI_ABSENT && sni.verdict != LEAF_MINT_SNI_PENDING)
+		eh_sni_audit(hs, &sni);
+	eh_log(hs, LOG_LEVEL_INFO, "egress_guest_failed", "tls-failed", r);
+	s->failed = true;
+	hs->close_pending = true;
+	eh_side_flush(s);
+}
+
 /* TLS: handshake, then decrypt into in[] while it has room. */
 static void eh_side_pump_tls(struct eh_side *s)
 {
 	char msg[OSSL_ERR_MSG_MAX];
 	int n, r;
 
+	if (s->failed)
+		return;
 	if (!s->handshaken) {
 		n = SSL_do_handshake(s->ssl);
 		if (n != 1) {
@@ -210,34 +326,20 @@ static void eh_side_pump_tls(struct eh_side *s)
 					eh_side_fail(s, "connection-closed", -ECONNRESET);
 				return;
 			}
-			if (!s->up) {
-				struct leaf_mint_sni_info sni;
-
-				if (leaf_mint_ssl_sni(s->ssl, &sni) == 0 &&
-				    sni.verdict != LEAF_MINT_SNI_MATCH &&
-				    sni.verdict != LEAF_MINT_SNI_ABSENT) {
-					struct log_line l;
-
-					if (log_begin(&l, LOG_LEVEL_WARN, "egress_sni_refused")) {
-						log_str(&l, "sandbox", s->hs->c->sb->id);
-						log_str(&l, "host", s->hs->name);
-						log_str(&l, "sni", sni.sni);
-						log_str(&l, "verdict", leaf_mint_sni_name(sni.verdict));
-						log_end(&l);
-					}
-				}
-			}
-			eh_side_fail(s, r == -EKEYREJECTED ? "tls-verify-failed" : "tls-failed", r);
 			if (msg[0])
 				eh_log(s->hs, LOG_LEVEL_INFO, "egress_tls_error", msg, 0);
+			if (!s->up) {
+				eh_guest_handshake_failed(s, r);
+				return;
+			}
+			eh_side_fail(s, r == -EKEYREJECTED ? "tls-verify-failed" : "tls-failed", r);
 			return;
 		}
 		s->handshaken = true;
 		s->hs->again = true;
 		if (s->up) {
-			if (s->up->timer_open)
-				uv_timer_stop(&s->up->timer);
 			s->up->connected = true;
+			eh_up_arm(s->hs);
 			if (egress_proxy_upstream_connected(s->hs->px) < 0)
 				eh_log(s->hs, LOG_LEVEL_ERROR, "egress_engine_state", "connected", -EINVAL);
 		}
@@ -307,6 +409,8 @@ static void eh_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	if (hs->c->closing || (s->up && s->up->closing) || nread == 0)
 		return;
 	if (nread > 0) {
+		if (s->up)
+			eh_up_arm(hs); /* progress */
 		if (s->ssl) {
 			if (BIO_write(s->rbio, s->raw, (int)nread) != (int)nread) {
 				eh_side_fail(s, "out-of-memory", -ENOMEM);
@@ -409,7 +513,12 @@ static void eh_on_write(uv_write_t *req, int status)
 	if (!c->closing && !(up && up->closing)) {
 		if (status < 0) {
 			eh_side_fail(s, "reset", status);
-		} else if (!s->ssl) {
+		} else {
+			/* progress: an upload moving, or a slow guest reading a
+			 * response (the upstream is not read meanwhile) */
+			eh_up_arm(hs);
+		}
+		if (status >= 0 && !s->ssl && !c->closing) {
 			int r = up ? egress_proxy_upstream_consume(hs->px, n)
 				   : egress_proxy_guest_consume(hs->px, n);
 
@@ -541,6 +650,39 @@ static void eh_up_on_timeout(uv_timer_t *t)
 	eh_up_fail(t->data, "timeout", -ETIMEDOUT);
 }
 
+/* An idle keep-alive upstream: close it; the engine asks for a new one
+ * (NEED_UPSTREAM) with the next request. */
+static void eh_up_on_idle(uv_timer_t *t)
+{
+	struct eh_up *up = t->data;
+	struct egress_http *hs = up->hs;
+
+	if (up->closing || hs->c->closing || hs->up != up)
+		return;
+	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_idle_closed", NULL, 0);
+	if (egress_proxy_upstream_failed(hs->px, "idle") < 0)
+		eh_log(hs, LOG_LEVEL_DEBUG, "egress_engine_state", "idle", -EINVAL);
+	eh_up_close(up);
+	eh_drive(hs);
+}
+
+/* The upstream's timer once connected: response (restarted on progress)
+ * while an exchange is in flight, idle otherwise, none in a tunnel. */
+static void eh_up_arm(struct egress_http *hs)
+{
+	const struct guest_gateway_options *o = &hs->c->gw->opts;
+	struct eh_up *up = hs->up;
+
+	if (!up || up->closing || !up->connected || !up->timer_open)
+		return;
+	if (hs->tunnel)
+		uv_timer_stop(&up->timer);
+	else if (hs->awaiting)
+		uv_timer_start(&up->timer, eh_up_on_timeout, o->response_timeout_ms, 0);
+	else
+		uv_timer_start(&up->timer, eh_up_on_idle, o->upstream_idle_timeout_ms, 0);
+}
+
 static void eh_up_on_connect(uv_connect_t *req, int status)
 {
 	struct eh_up *up = req->data;
@@ -557,8 +699,8 @@ static void eh_up_on_connect(uv_connect_t *req, int status)
 	}
 	up->side.stream = (uv_stream_t *)&up->tcp;
 	if (!hs->tls) {
-		uv_timer_stop(&up->timer);
 		up->connected = true;
+		eh_up_arm(hs);
 		if (egress_proxy_upstream_connected(hs->px) < 0)
 			eh_log(hs, LOG_LEVEL_ERROR, "egress_engine_state", "connected", -EINVAL);
 		eh_drive(hs);
@@ -708,6 +850,8 @@ static void eh_verdict_done(uv_work_t *w, int status)
 	} else {
 		struct log_line l;
 
+		hs->awaiting = true;
+		eh_up_arm(hs);
 		if (log_begin(&l, LOG_LEVEL_INFO, "egress_request")) {
 			log_str(&l, "sandbox", c->sb->id);
 			log_str(&l, "host", hs->name);
@@ -769,6 +913,8 @@ static void eh_on_event(struct egress_http *hs, const struct egress_proxy_event 
 		eh_up_start(hs);
 		break;
 	case EGRESS_PROXY_EV_REQUEST_DONE:
+		hs->awaiting = false;
+		eh_up_arm(hs);
 		if (log_begin(&l, LOG_LEVEL_DEBUG, "egress_exchange_done")) {
 			log_str(&l, "sandbox", hs->c->sb->id);
 			log_str(&l, "host", hs->name);
@@ -792,8 +938,11 @@ static void eh_on_event(struct egress_http *hs, const struct egress_proxy_event 
 	case EGRESS_PROXY_EV_CLOSE:
 		hs->close_pending = true;
 		break;
-	case EGRESS_PROXY_EV_RESPONSE_HEAD:
 	case EGRESS_PROXY_EV_TUNNEL:
+		hs->tunnel = true;
+		eh_up_arm(hs);
+		break;
+	case EGRESS_PROXY_EV_RESPONSE_HEAD:
 		break;
 	}
 }

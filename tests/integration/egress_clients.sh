@@ -72,9 +72,12 @@ exec_works() { gexec echo ready && [ "$(cat "$T/g.out")" = ready ]; }
 echo_pid=$!
 "$ECHO" --tcp-echo "$T/tcpecho.port" </dev/null >>"$T/echo.log" 2>&1 &
 echo_pid="$echo_pid $!"
-wait_until 20 "the echo upstreams" test -s "$T/echo.port" -a -s "$T/tcpecho.port" || exit 1
+"$ECHO" --silent "$T/silent.port" </dev/null >>"$T/echo.log" 2>&1 &
+echo_pid="$echo_pid $!"
+wait_until 20 "the echo upstreams" test -s "$T/echo.port" -a -s "$T/tcpecho.port" -a -s "$T/silent.port" || exit 1
 port=$(cat "$T/echo.port")
 tcpport=$(cat "$T/tcpecho.port")
+silentport=$(cat "$T/silent.port")
 
 # Other ports: 7000 (a plain TCP echo service), 993 (TLS with ALPN imap,
 # spliced to the HTTPS echo server), 8443 (HTTPS with http/1.1: intercepted).
@@ -84,7 +87,9 @@ broker_start --connect-to "api.openai.test:443:127.0.0.1:$port" \
 	--connect-to "imap.test:993:127.0.0.1:$port" \
 	--connect-to "tcp.test:7000:127.0.0.1:$tcpport" \
 	--connect-to "blocked.test:7000:127.0.0.1:$tcpport" \
+	--connect-to "silent.test:443:127.0.0.1:$silentport" \
 	--guest-tcp-ports 7000,993,8443 \
+	--upstream-connect-timeout 2 --upstream-response-timeout 2 --upstream-idle-timeout 5 \
 	--upstream-ca "$T/upstream-ca.pem" || exit 1
 
 ctl sandbox create --vsock-uds "$T/vm.sock"
@@ -295,6 +300,60 @@ else
 	fail "node fetch" "$(cat "$T/g.err")"
 fi
 
+# --- Timeouts: a stalled upstream gets 504, never a hang; idle upstreams close ---------
+t0=$(date +%s)
+gexec curl -sS -i --max-time 30 "$url/stall" || true
+t1=$(date +%s)
+check_match "an upstream that accepts the request and never answers: 504" '^HTTP/1.1 504' \
+	"$(head -n 1 "$T/g.out")"
+check_contains "... with MIOSA-Upstream-Error: timeout" "MIOSA-Upstream-Error: timeout" "$(cat "$T/g.out")"
+check_match "... after the 2 s --upstream-response-timeout, not curl's 30 s" '^[1-9]$' "$((t1 - t0))"
+t0=$(date +%s)
+gexec curl -sS -i --max-time 30 https://silent.test/ || true
+t1=$(date +%s)
+check_match "an upstream that accepts TCP and never completes TLS: 504 timeout" \
+	'^HTTP/1.1 504' "$(head -n 1 "$T/g.out")"
+check_match "... after the 2 s --upstream-connect-timeout" '^[1-9]$' "$((t1 - t0))"
+
+cat >"$T/idle.py" <<'PY'
+import os, sys, time, requests
+url, log = sys.argv[1], sys.argv[2]
+s = requests.Session()
+def get(path):
+    r = s.get(url + path, stream=True, timeout=20)
+    port = r.raw._connection.sock.getsockname()[1]
+    r.content
+    return r.status_code, port, r.headers["X-Upstream-Conn"]
+def idle_closes():
+    with open(log, errors="replace") as f:
+        return f.read().count("egress_upstream_idle_closed")
+before = idle_closes()
+a = get("/idle/1")
+deadline = time.time() + 30
+while idle_closes() == before:               # the broker's 5 s idle timeout
+    if time.time() > deadline:
+        sys.exit("no egress_upstream_idle_closed within 30 s")
+    time.sleep(0.1)
+b = get("/idle/2")
+print(a[0], b[0], "guest", a[1] == b[1], "upstream", a[2] != b[2])
+PY
+if gexec python3 "$T/idle.py" "$url" "$T/broker.log"; then
+	check_eq "idle upstream closed after --upstream-idle-timeout; the next request on the same guest connection gets a new one" \
+		"200 200 guest True upstream True" "$(cat "$T/g.out")"
+else
+	fail "idle.py" "$(cat "$T/g.err")"
+fi
+
+# --- SNI must match the name the synthetic address maps to --------------------------
+api_addr=$(ip netns exec "$ns" getent hosts api.openai.test | awk '{print $1}')
+check_match "api.openai.test has a synthetic address" '^198\.1[89]\.' "$api_addr"
+gexec curl -sS --max-time 15 --resolve "evil.test:443:$api_addr" https://evil.test/ || true
+check_contains "curl with SNI evil.test to api.openai.test's address: TLS alert unrecognized name" \
+	"unrecognized name" "$(cat "$T/g.err")"
+gexec sh -c "openssl s_client -connect $api_addr:443 -servername evil2.test </dev/null 2>&1" || true
+check_contains "openssl s_client -servername evil2.test: alert unrecognized name" \
+	"unrecognized name" "$(cat "$T/g.out")"
+
 # --- Other ports: spliced unless TLS offering http/1.1 (or no ALPN) -------------------
 cat >"$T/tcpecho.py" <<'PY'
 import hashlib, os, socket, sys
@@ -396,6 +455,9 @@ n=$(q "SELECT count(*) FROM audit_rows WHERE host='api.openai.test' AND port=844
 check_eq "audit: no connection row for the intercepted 8443 stream" 0 "$n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='imap.test' AND port=993 AND scheme='tcp' AND action='allow'")
 check_eq "audit: the spliced TLS connections on 993 have tcp rows" 2 "$n"
+sni_rows() { test "$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND port=443 AND action='deny' AND reason='sni-mismatch' AND scheme='https'")" = 2; }
+wait_until 10 "the SNI rows" sni_rows && ok "audit: both SNI mismatches have a deny row, reason sni-mismatch" ||
+	fail "audit: SNI mismatch rows" "$(q "SELECT host, action, reason FROM audit_rows WHERE reason LIKE 'sni%'")"
 for v in "$secret_value" "$rotated_value"; do
 	if grep -aqF "$v" "$STATE_DIR"/state.db* "$T/broker.log" "$T/agent.log"; then
 		fail "no secret value in state.db or the logs"
