@@ -62,7 +62,13 @@
 
 #define EH_IN_CAP (16u * 1024)
 /* Per-stream engine limits: many streams per broker (egress_proxy.h). */
-#define EH_QUEUE_MAX (64u * 1024)
+#define EH_QUEUE_MAX (16u * 1024)
+/* Request and response heads up to 32 KiB (nginx's default cap is 4 x 8 KiB):
+ * the engine's buffers are fixed per stream and the upstream queue
+ * (queue_max + max_head + 16 KiB slack) is sodium_malloc'd, i.e. touched and
+ * locked at once, so these caps are most of what an idle connection costs
+ * (bench/broker_rss.sh: 350 KiB per connection with 64 KiB heads and queues). */
+#define EH_HEAD_MAX (32u * 1024)
 
 struct eh_up;
 
@@ -698,6 +704,8 @@ static void eh_up_on_connect(uv_connect_t *req, int status)
 		goto out;
 	}
 	up->side.stream = (uv_stream_t *)&up->tcp;
+	/* A relay: no Nagle wait between the records of one request. */
+	(void)uv_tcp_nodelay(&up->tcp, 1);
 	if (!hs->tls) {
 		up->connected = true;
 		eh_up_arm(hs);
@@ -1098,16 +1106,21 @@ static void eh_ca_done(uv_work_t *w, int status)
 void egress_http_start(struct gw_conn *c, const char *name, uint16_t port, bool tls,
 		       const uint8_t *pending, size_t pending_len)
 {
+	struct http1_limits limits;
 	struct egress_proxy_config cfg = {
+		.limits = &limits,
 		.dest_host = name,
 		.dest_port = port,
 		.scheme = tls ? EGRESS_PROXY_HTTPS : EGRESS_PROXY_HTTP,
 		.queue_max = EH_QUEUE_MAX,
 	};
-	struct egress_http *hs = calloc(1, sizeof(*hs));
+	struct egress_http *hs;
 	struct eh_ca_job *job;
 	int r;
 
+	http1_limits_default(&limits);
+	limits.max_head = EH_HEAD_MAX;
+	hs = calloc(1, sizeof(*hs));
 	if (!hs || (pending_len && !(hs->pending = malloc(pending_len)))) {
 		free(hs);
 		gw_conn_close(c, "out of memory");

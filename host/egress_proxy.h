@@ -145,8 +145,10 @@
  *     queued then are dropped (wiped).
  *
  * Memory per stream (fixed caps; the plain buffers are allocated at
- * creation, the sodium one at the first forward(); no allocation per header
- * or per request):
+ * creation, the sodium one at each forward() that finds it released: it is
+ * released when REQUEST_DONE is read with the queue empty, outside a
+ * tunnel, so an idle keep-alive stream holds no secure memory; no
+ * allocation per header):
  *     sizeof(struct egress_proxy)           ~15 KiB (two http1 parsers)
  *   + guest input, upstream input           limits.max_head each
  *   + guest queue                           queue_max + 2 KiB

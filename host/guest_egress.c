@@ -390,6 +390,7 @@ static void gw_on_connect(uv_connect_t *req, int status)
 			gw_conn_close(c, NULL);
 		} else {
 			eg->connected = true;
+			(void)uv_tcp_nodelay(&eg->up, 1); /* a relay: no Nagle wait */
 			gw_eg_log(c, LOG_LEVEL_INFO, "guest_egress_connected",
 				  eg->operator_target ? "connect-to" : NULL, 0);
 			uv_read_start((uv_stream_t *)&eg->up, gw_relay_alloc, gw_on_read_up);
