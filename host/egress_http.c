@@ -35,6 +35,19 @@
  *   - idle keep-alive (after REQUEST_DONE): opts.upstream_idle_timeout_ms,
  *     then the upstream is closed and the next request opens a new one;
  *   - a tunnel (101, CONNECT): none.
+ *
+ * Upstream pool: when a guest stream ends (guest EOF) while its upstream
+ * connection is idle and reusable (connected, handshaken, no exchange in
+ * flight, nothing buffered either way, keep-alive on both sides), the
+ * connection is parked in its sandbox's pool (gw_sandbox.pool) under
+ * (mapped name, port, TLS) instead of being closed, and the next stream of
+ * the SAME sandbox to the same name and port adopts it at NEED_UPSTREAM,
+ * skipping resolve, connect and the upstream TLS handshake.  Every request
+ * still gets its own verdict (policy, swap, audit): the pool only reuses
+ * transport.  Bounds: EH_POOL_PER_KEY per key, EH_POOL_PER_SANDBOX per
+ * sandbox; a parked connection expires after opts.upstream_idle_timeout_ms
+ * and is dropped at once if the server sends anything or closes.  A
+ * deleted sandbox, or the broker shutting down, flushes its pool.
  */
 #include "guest_gateway_internal.h"
 
@@ -69,6 +82,8 @@
  * locked at once, so these caps are most of what an idle connection costs
  * (bench/broker_rss.sh: 350 KiB per connection with 64 KiB heads and queues). */
 #define EH_HEAD_MAX (32u * 1024)
+#define EH_POOL_PER_KEY 8u
+#define EH_POOL_PER_SANDBOX 64u
 
 struct eh_up;
 
@@ -96,7 +111,16 @@ struct eh_side {
 };
 
 struct eh_up {
-	struct egress_http *hs;
+	struct egress_http *hs;      /* NULL while pooled */
+	struct gw_conn *conn;        /* the stream it holds a reference on; NULL while pooled */
+	/* Pool (see "Upstream pool" below): set from parking until adopted or
+	 * freed; holds one count of pool_sb->n_pooled. */
+	struct gw_sandbox *pool_sb;
+	struct eh_up *pool_next;
+	bool pooled;                 /* in pool_sb->pool now */
+	char pool_name[HOST_PATTERN_BUF];
+	uint16_t pool_port;
+	bool pool_tls;
 	unsigned refs;               /* pending requests and open handles */
 	bool closing;
 	bool operator_target;
@@ -126,6 +150,7 @@ struct egress_http {
 	bool driving, again;
 	bool awaiting;               /* forward() .. REQUEST_DONE: response timer */
 	bool tunnel;                 /* no upstream timer */
+	bool no_reuse;               /* the engine closed for a reason other than a guest EOF */
 	uint8_t *pending;            /* guest bytes read with the GuestOpen frame */
 	size_t pending_len, pending_off;
 };
@@ -412,6 +437,12 @@ static void eh_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	struct egress_http *hs = s->hs;
 
 	(void)buf;
+	if (s->up && !s->up->hs) {
+		/* Pooled: an idle server that talks or closes is not reused. */
+		if (nread != 0)
+			eh_up_close(s->up);
+		return;
+	}
 	if (hs->c->closing || (s->up && s->up->closing) || nread == 0)
 		return;
 	if (nread > 0) {
@@ -461,15 +492,22 @@ static void eh_side_update_reading(struct eh_side *s)
 static void eh_up_unref(struct eh_up *up)
 {
 	struct gw_conn *c;
+	struct gw_sandbox *sb;
 
 	if (--up->refs > 0)
 		return;
-	c = up->hs->c;
+	c = up->conn;
+	sb = up->pool_sb;
 	SSL_free(up->side.ssl);
 	free(up->side.cipher);
 	sodium_memzero(up->side.in, sizeof(up->side.in)); /* response bytes */
 	free(up);
-	gw_conn_unref(c);
+	if (c)
+		gw_conn_unref(c);
+	if (sb) {
+		sb->n_pooled--;
+		gw_sandbox_release(sb);
+	}
 }
 
 static void eh_up_on_timer_closed(uv_handle_t *h)
@@ -487,7 +525,16 @@ static void eh_up_close(struct eh_up *up)
 	if (up->closing)
 		return;
 	up->closing = true;
-	if (up->hs->up == up)
+	if (up->pooled) {
+		/* out of the pool list; pool_sb stays counted until freed */
+		for (struct eh_up **p = &up->pool_sb->pool; *p; p = &(*p)->pool_next)
+			if (*p == up) {
+				*p = up->pool_next;
+				break;
+			}
+		up->pooled = false;
+	}
+	if (up->hs && up->hs->up == up)
 		up->hs->up = NULL;
 	if (up->gai_pending)
 		uv_cancel((uv_req_t *)&up->gai);
@@ -653,7 +700,13 @@ static void eh_up_fail(struct eh_up *up, const char *reason, int r)
 
 static void eh_up_on_timeout(uv_timer_t *t)
 {
-	eh_up_fail(t->data, "timeout", -ETIMEDOUT);
+	struct eh_up *up = t->data;
+
+	if (!up->hs) {
+		eh_up_close(up); /* pooled: expired */
+		return;
+	}
+	eh_up_fail(up, "timeout", -ETIMEDOUT);
 }
 
 /* An idle keep-alive upstream: close it; the engine asks for a new one
@@ -663,6 +716,10 @@ static void eh_up_on_idle(uv_timer_t *t)
 	struct eh_up *up = t->data;
 	struct egress_http *hs = up->hs;
 
+	if (!hs) {
+		eh_up_close(up); /* pooled: expired */
+		return;
+	}
 	if (up->closing || hs->c->closing || hs->up != up)
 		return;
 	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_idle_closed", NULL, 0);
@@ -771,15 +828,106 @@ out:
 	eh_up_unref(up);
 }
 
+/* ---- upstream pool ------------------------------------------------------- */
+
+static bool eh_pool_key_eq(const struct eh_up *up, const struct egress_http *hs)
+{
+	return up->pool_port == hs->port && up->pool_tls == hs->tls &&
+	       strcmp(up->pool_name, hs->name) == 0;
+}
+
+/* The guest stream is ending: park its upstream if it can serve another
+ * request as it is.  true: parked (the stream no longer owns it). */
+static bool eh_pool_park(struct egress_http *hs)
+{
+	struct gw_sandbox *sb = hs->c->sb;
+	struct eh_up *up = hs->up;
+	const uint8_t *p;
+	unsigned same = 0, all = 0;
+
+	if (!up || up->closing || !up->connected || !up->tcp_open || !up->timer_open ||
+	    hs->no_reuse || hs->awaiting || hs->tunnel || sb->deleted ||
+	    hs->c->gw->shutting_down || up->side.writing || up->side.shut ||
+	    up->side.sock_eof || up->side.ended || up->side.in_len > 0 ||
+	    (up->side.ssl && (!up->side.handshaken || BIO_pending(up->side.wbio) > 0 ||
+			      BIO_pending(up->side.rbio) > 0 || SSL_pending(up->side.ssl) > 0)) ||
+	    egress_proxy_upstream_peek(hs->px, &p) > 0)
+		return false;
+	for (const struct eh_up *q = sb->pool; q; q = q->pool_next, all++)
+		same += eh_pool_key_eq(q, hs);
+	if (same >= EH_POOL_PER_KEY || all >= EH_POOL_PER_SANDBOX)
+		return false;
+	snprintf(up->pool_name, sizeof(up->pool_name), "%s", hs->name);
+	up->pool_port = hs->port;
+	up->pool_tls = hs->tls;
+	up->hs = NULL;
+	up->side.hs = NULL;
+	up->pool_sb = sb;
+	up->pooled = true;
+	up->pool_next = sb->pool;
+	sb->pool = up;
+	sb->n_pooled++;
+	hs->up = NULL;
+	uv_timer_start(&up->timer, eh_up_on_timeout, hs->c->gw->opts.upstream_idle_timeout_ms, 0);
+	/* keep reading: a server that closes or talks drops out of the pool */
+	if (!up->side.reading && uv_read_start(up->side.stream, eh_on_alloc, eh_on_read) == 0)
+		up->side.reading = true;
+	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_pooled", NULL, 0);
+	/* the stream's reference goes last: it may free the stream */
+	up->conn = NULL;
+	gw_conn_unref(hs->c);
+	return true;
+}
+
+/* NEED_UPSTREAM: a parked connection of this sandbox for the same key. */
+static bool eh_pool_adopt(struct egress_http *hs)
+{
+	struct gw_sandbox *sb = hs->c->sb;
+	struct eh_up *up = NULL;
+
+	for (struct eh_up **p = &sb->pool; *p; p = &(*p)->pool_next)
+		if (eh_pool_key_eq(*p, hs)) {
+			up = *p;
+			*p = up->pool_next;
+			break;
+		}
+	if (!up)
+		return false;
+	up->pooled = false;
+	up->pool_next = NULL;
+	up->pool_sb = NULL;
+	sb->n_pooled--; /* the stream's reference keeps sb alive from here */
+	up->hs = hs;
+	up->side.hs = hs;
+	up->conn = hs->c;
+	hs->c->refs++;
+	hs->up = up;
+	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_reused", NULL, 0);
+	if (egress_proxy_upstream_connected(hs->px) < 0)
+		eh_log(hs, LOG_LEVEL_ERROR, "egress_engine_state", "connected", -EINVAL);
+	eh_up_arm(hs);
+	hs->again = true;
+	return true;
+}
+
+void egress_http_pool_flush(struct gw_sandbox *sb)
+{
+	while (sb->pool)
+		eh_up_close(sb->pool); /* unlinks it */
+}
+
 /* NEED_UPSTREAM. */
 static void eh_up_start(struct egress_http *hs)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP };
 	struct gw_conn *c = hs->c;
-	struct eh_up *up = calloc(1, sizeof(*up));
+	struct eh_up *up;
 	char service[8];
 	int r;
 
+	if (eh_pool_adopt(hs))
+		return;
+	up = calloc(1, sizeof(*up));
 	if (!up) {
 		if (egress_proxy_upstream_failed(hs->px, "out-of-memory") < 0)
 			gw_conn_close(hs->c, "out of memory");
@@ -789,6 +937,7 @@ static void eh_up_start(struct egress_http *hs)
 	up->side.hs = hs;
 	up->side.up = up;
 	up->refs = 1; /* dropped below: the handles and requests hold the rest */
+	up->conn = c;
 	c->refs++;
 	hs->up = up;
 	up->operator_target = gw_connect_to(c->gw, hs->name, hs->port, up->target,
@@ -944,6 +1093,10 @@ static void eh_on_event(struct egress_http *hs, const struct egress_proxy_event 
 			eh_up_close(hs->up);
 		break;
 	case EGRESS_PROXY_EV_CLOSE:
+		/* Only a guest that went away leaves the upstream reusable; any
+		 * other reason (Connection: close, errors) does not. */
+		if (ev->reason != EGRESS_PROXY_CLOSE_GUEST_EOF)
+			hs->no_reuse = true;
 		hs->close_pending = true;
 		break;
 	case EGRESS_PROXY_EV_TUNNEL:
@@ -1167,7 +1320,7 @@ void egress_http_close(struct gw_conn *c)
 {
 	struct egress_http *hs = c->http;
 
-	if (hs && hs->up)
+	if (hs && hs->up && !eh_pool_park(hs))
 		eh_up_close(hs->up);
 }
 

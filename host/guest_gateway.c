@@ -179,7 +179,7 @@ static void gw_sandbox_add(struct guest_gateway *gw, const char *id, const char 
 
 void gw_sandbox_release(struct gw_sandbox *sb)
 {
-	if (!sb->deleted || sb->n_conns > 0 || sb->listener_open)
+	if (!sb->deleted || sb->n_conns > 0 || sb->n_pooled > 0 || sb->listener_open)
 		return;
 	dns_synth_free(sb->dns);
 	leaf_mint_free(sb->lm);
@@ -200,6 +200,7 @@ static void gw_sandbox_remove(struct guest_gateway *gw, struct gw_sandbox *sb)
 	for (struct gw_conn *c = gw->conns; c; c = c->next)
 		if (c->sb == sb)
 			gw_conn_close(c, "sandbox deleted");
+	egress_http_pool_flush(sb);
 	gw_sandbox_release(sb);
 }
 

@@ -300,6 +300,22 @@ else
 	fail "node fetch" "$(cat "$T/g.err")"
 fi
 
+# --- Upstream pool: a new guest connection reuses the previous one's upstream ---------
+pooled() { grep -c egress_upstream_pooled "$T/broker.log" || true; }
+np=$(pooled)
+gexec sh -c 'curl -sS -i --max-time 15 https://api.openai.test/pool/1 -H "Authorization: Bearer $OPENAI_API_KEY"' ||
+	fail "curl /pool/1" "$(cat "$T/g.err")"
+c1=$(tr -d '\r' <"$T/g.out" | sed -n 's/^X-Upstream-Conn: //p')
+pool_grew() { [ "$(pooled)" -gt "$np" ]; }
+wait_until 10 "the first stream's upstream to be pooled" pool_grew &&
+	ok "a guest connection that ends while its upstream is idle parks the upstream" ||
+	fail "egress_upstream_pooled logged"
+gexec sh -c 'curl -sS -i --max-time 15 https://api.openai.test/pool/2 -H "Authorization: Bearer $OPENAI_API_KEY"' ||
+	fail "curl /pool/2" "$(cat "$T/g.err")"
+c2=$(tr -d '\r' <"$T/g.out" | sed -n 's/^X-Upstream-Conn: //p')
+check_eq "the next guest connection (a new curl) reuses that upstream connection" "$c1" "$c2"
+check_contains "... and its request is still swapped" "Authorization: Bearer $cur_value" "$(cat "$T/g.out")"
+
 # --- Timeouts: a stalled upstream gets 504, never a hang; idle upstreams close ---------
 t0=$(date +%s)
 gexec curl -sS -i --max-time 30 "$url/stall" || true
@@ -440,6 +456,8 @@ fi
 q() { sqlite3 -readonly "file:$STATE_DIR/state.db?mode=ro" "$1"; }
 n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND path LIKE '/rot/%' AND secrets_swapped='openai_key'")
 check_eq "audit: both rotation requests swapped openai_key" 2 "$n"
+n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND path LIKE '/pool/%' AND secrets_swapped='openai_key'")
+check_eq "audit: both requests over the pooled upstream have their own swapped row" 2 "$n"
 tcp_rows() { test "$(q "SELECT count(*) FROM audit_rows WHERE host='tcp.test' AND port=7000 AND scheme='tcp' AND action='allow' AND bytes_up=300000 AND bytes_down=300000")" = 2; }
 wait_until 10 "the TCP rows at close" tcp_rows &&
 	ok "audit: two allow rows for tcp.test:7000 (scheme tcp, 300000 bytes each way)" ||
