@@ -910,3 +910,8 @@ bool egress_proxy_debug_contains(const struct egress_proxy *p, const uint8_t *ne
 			return true;
 	return false;
 }
+
+size_t egress_proxy_debug_secure_cap(const struct egress_proxy *p)
+{
+	return p->uq.data ? p->uq.cap : 0;
+}

@@ -352,5 +352,8 @@ const char *egress_proxy_close_reason_str(enum egress_proxy_close_reason r);
  * unused bytes included), contain needle?  For the wiping tests. */
 bool egress_proxy_debug_contains(const struct egress_proxy *p, const uint8_t *needle,
 				 size_t len);
+/* Test hook: the capacity of the (sodium_malloc'd) upstream queue; 0 while
+ * it is released (between exchanges). */
+size_t egress_proxy_debug_secure_cap(const struct egress_proxy *p);
 
 #endif
