@@ -103,7 +103,8 @@ static const struct bc_option bc_options[] = {
 	  bc_set_uint, BC_FIELD(upstream_connect_timeout), 1, 300, .in_file = true },
 	{ "upstream-response-timeout", "SECONDS",
 	  BC_STR(BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT),
-	  "egress: request sent -> response head from the upstream (1..3600); then 504",
+	  "egress: a request to an upstream with no progress for this long (1..3600); 504 if no "
+	  "response head yet",
 	  bc_set_uint, BC_FIELD(upstream_response_timeout), 1, 3600, .in_file = true },
 	{ "upstream-idle-timeout", "SECONDS", BC_STR(BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT),
 	  "egress: close an idle keep-alive upstream connection after this (1..3600)",

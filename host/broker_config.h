@@ -48,7 +48,7 @@
 #define BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT 10   /* seconds */
 /* Egress upstreams (docs/broker.md "Timeouts"). */
 #define BROKER_CONFIG_DEFAULT_UPSTREAM_CONNECT_TIMEOUT 10   /* resolve + TCP + TLS */
-#define BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT 60  /* request sent -> response head */
+#define BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT 60  /* an exchange without progress */
 #define BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT 30      /* idle keep-alive upstream */
 /* Extra TCP ports the guest agent catches besides 80 and 443. */
 #define BROKER_CONFIG_GUEST_PORTS_MAX 32
