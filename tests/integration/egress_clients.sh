@@ -28,7 +28,9 @@ done
 python3 -c 'import requests' || { echo "FAIL - python3-requests not installed"; exit 1; }
 
 ns=miosa-ec-$$
+ns2=miosa-ec2-$$
 agent_pid=
+agent2_pid=
 echo_pid=
 secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -40,11 +42,12 @@ ec_cleanup() {
 			[ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }
 		done
 	fi
-	for p in $agent_pid $echo_pid; do
+	for p in $agent_pid $agent2_pid $echo_pid; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns"
+	ip netns del "$ns2" 2>/dev/null || true
+	rm -rf "/etc/netns/$ns" "/etc/netns/$ns2"
 	(exit "$rc")
 	it_cleanup
 }
@@ -315,6 +318,28 @@ gexec sh -c 'curl -sS -i --max-time 15 https://api.openai.test/pool/2 -H "Author
 c2=$(tr -d '\r' <"$T/g.out" | sed -n 's/^X-Upstream-Conn: //p')
 check_eq "the next guest connection (a new curl) reuses that upstream connection" "$c1" "$c2"
 check_contains "... and its request is still swapped" "Authorization: Bearer $cur_value" "$(cat "$T/g.out")"
+wait_until 10 "the second stream's upstream to be pooled" pool_grew || true
+
+# Never shared between sandboxes: a second sandbox (its own agent and
+# namespace) gets a new upstream connection although the first sandbox has
+# one parked for the same host and port.
+ctl sandbox create --vsock-uds "$T/vm2.sock"
+sbx2=$CTL_OUT
+mkdir -p "/etc/netns/$ns2"
+echo "nameserver 192.0.2.53" >"/etc/netns/$ns2/resolv.conf"
+ip netns add "$ns2"
+ip netns exec "$ns2" "$AGENT" --no-init --transport "unix:$T/vm2.sock" --runtime-dir "$T/run2" \
+	--resolv-conf "/etc/netns/$ns2/resolv.conf" </dev/null >/dev/null 2>"$T/agent2.log" &
+agent2_pid=$!
+exec2_works() { "$MIOSACTL" --socket "$SOCK" exec "$sbx2" -- true </dev/null >/dev/null 2>&1; }
+wait_until 30 "exec through the second agent" exec2_works || fail "second agent up"
+"$MIOSACTL" --socket "$SOCK" exec "$sbx2" -- curl -sS -i --max-time 15 https://api.openai.test/pool/other-sandbox \
+	</dev/null >"$T/g.out" 2>"$T/g.err" || fail "curl from the second sandbox" "$(cat "$T/g.err")"
+c3=$(tr -d '\r' <"$T/g.out" | sed -n 's/^X-Upstream-Conn: //p')
+check_match "the second sandbox's request was answered" '^[0-9]+$' "$c3"
+check_ne "the second sandbox did not get the first sandbox's parked upstream" "$c2" "$c3"
+check_eq "no pooled upstream was reused for the second sandbox" 0 \
+	"$(grep egress_upstream_reused "$T/broker.log" | grep -c "sandbox=$sbx2" || true)"
 
 # --- Timeouts: a stalled upstream gets 504, never a hang; idle upstreams close ---------
 t0=$(date +%s)
