@@ -80,7 +80,8 @@
  * the engine's buffers are fixed per stream and the upstream queue
  * (queue_max + max_head + 16 KiB slack) is sodium_malloc'd, i.e. touched and
  * locked at once, so these caps are most of what an idle connection costs
- * (bench/broker_rss.sh: 350 KiB per connection with 64 KiB heads and queues). */
+ * (bench/broker_rss.sh: 350 KiB per idle connection with 64 KiB heads and
+ * queues, a kept secure queue and a socket read buffer per side; 120 KiB now). */
 #define EH_HEAD_MAX (32u * 1024)
 #define EH_POOL_PER_KEY 8u
 #define EH_POOL_PER_SANDBOX 64u
@@ -107,7 +108,6 @@ struct eh_side {
 	uv_shutdown_t shreq;
 	size_t in_len;
 	uint8_t in[EH_IN_CAP];       /* plaintext for the engine */
-	uint8_t raw[EH_IN_CAP];      /* TLS: socket read buffer */
 };
 
 struct eh_up {
@@ -420,13 +420,22 @@ static struct eh_side *eh_side_of(uv_handle_t *h)
 	return &((struct gw_conn *)h->data)->http->guest;
 }
 
+/*
+ * TLS sides read ciphertext into one buffer for the whole loop: libuv calls
+ * the read callback right after the alloc callback of the same read, and
+ * eh_on_read() copies the bytes into the side's read BIO at once, so no two
+ * reads ever share it (16 KiB less per side and connection).  One per
+ * thread, should the broker ever run a loop per core.
+ */
+static _Thread_local uint8_t eh_raw[EH_IN_CAP];
+
 static void eh_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct eh_side *s = eh_side_of(h);
 
 	(void)suggested;
 	if (s->ssl)
-		*buf = uv_buf_init((char *)s->raw, EH_IN_CAP);
+		*buf = uv_buf_init((char *)eh_raw, sizeof(eh_raw));
 	else
 		*buf = uv_buf_init((char *)s->in + s->in_len, (unsigned)(EH_IN_CAP - s->in_len));
 }
@@ -436,7 +445,6 @@ static void eh_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	struct eh_side *s = eh_side_of((uv_handle_t *)st);
 	struct egress_http *hs = s->hs;
 
-	(void)buf;
 	if (s->up && !s->up->hs) {
 		/* Pooled: an idle server that talks or closes is not reused. */
 		if (nread != 0)
@@ -449,7 +457,7 @@ static void eh_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		if (s->up)
 			eh_up_arm(hs); /* progress */
 		if (s->ssl) {
-			if (BIO_write(s->rbio, s->raw, (int)nread) != (int)nread) {
+			if (BIO_write(s->rbio, buf->base, (int)nread) != (int)nread) {
 				eh_side_fail(s, "out-of-memory", -ENOMEM);
 				return;
 			}
