@@ -77,6 +77,29 @@ curl -sS --cacert "$work/ca.pem" --resolve "api.bench.test:$port:127.0.0.1" \
 t2=$(now_ns)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$broker/status")
 
+# Then N/4 new guest connections, one request each (the upstream pool's
+# case: one-shot clients), timed inside the guest by python.
+cat >"$work/fresh.py" <<'PY'
+import os, socket, ssl, sys, time
+n = int(sys.argv[1])
+key = os.environ["API_KEY"].encode()
+ctx = ssl.create_default_context()
+t0 = time.monotonic()
+for i in range(n):
+    s = ctx.wrap_socket(socket.create_connection(("api.bench.test", 443), timeout=30),
+                        server_hostname="api.bench.test")
+    s.sendall(b"GET /fresh HTTP/1.1\r\nHost: api.bench.test\r\nAuthorization: Bearer " + key + b"\r\n\r\n")
+    buf = b""
+    while b"GET /fresh" not in buf:
+        c = s.recv(65536)
+        assert c, "connection closed early"
+        buf += c
+    s.close()
+print("%.3f" % ((time.monotonic() - t0) * 1000 / n))
+PY
+nf=$((N / 4))
+fresh_ms=$(ctl exec "$sbx" --timeout 600 -- python3 "$work/fresh.py" "$nf" </dev/null)
+
 awk -v n="$N" -v nb="$(cat "$work/n_broker")" -v nd="$(cat "$work/n_direct")" \
     -v tb="$((t1 - t0))" -v td="$((t2 - t1))" -v rss="$rss" 'BEGIN {
 	if (nb != n || nd != n) { printf "egress_bench: only %d/%d (broker) and %d/%d (direct) requests completed\n", nb, n, nd, n; exit 1 }
@@ -86,3 +109,4 @@ awk -v n="$N" -v nb="$(cat "$work/n_broker")" -v nd="$(cat "$work/n_direct")" \
 	printf "  added latency:      %7.3f ms/request\n", (tb - td) / 1e6 / n
 	printf "  broker RSS after the run: %d KiB\n", rss
 }'
+echo "$nf new guest connections, one HTTPS request each: $fresh_ms ms per connection (guest-side, TLS to the broker included)"

@@ -376,6 +376,10 @@ int egress_stream_accept(uv_loop_t *loop, uv_stream_t *server, const struct tran
 		return r;
 	}
 	*ret_stream = s;
+	/* A relay forwards the application's writes as they come: with Nagle
+	 * a second small write (the next TLS record) waits for the client's
+	 * delayed ACK, ~40 ms per response.  Best effort. */
+	(void)uv_tcp_nodelay(&s->client, 1);
 	if (refuse) {
 		stream_close(s, true);
 	} else if ((r = original_dst(s, &dst)) < 0) {

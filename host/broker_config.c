@@ -43,6 +43,8 @@ static int bc_set_log_level(struct broker_config *cfg, const struct bc_option *o
 			    const char *value, char *err, size_t err_size);
 static int bc_set_on_off(struct broker_config *cfg, const struct bc_option *o,
 			 const char *value, char *err, size_t err_size);
+static int bc_set_ports(struct broker_config *cfg, const struct bc_option *o,
+			const char *value, char *err, size_t err_size);
 
 #define BC_FIELD(f) offsetof(struct broker_config, f)
 #define BC_STR(x) BC_STR_(x)
@@ -91,6 +93,22 @@ static const struct bc_option bc_options[] = {
 	{ "vsock-listen", "on|off", "off",
 	  "accept guests on AF_VSOCK port 1024 (sandbox by peer CID); needs /dev/vhost-vsock guests",
 	  bc_set_on_off, BC_FIELD(vsock_listen), .in_file = true },
+	{ "guest-tcp-ports", "PORT[,PORT]...", "none",
+	  "TCP ports the guest agent catches besides 80 and 443 (at most 32); spliced, or "
+	  "intercepted if TLS with http/1.1 or no ALPN",
+	  bc_set_ports, .in_file = true },
+	{ "upstream-connect-timeout", "SECONDS",
+	  BC_STR(BROKER_CONFIG_DEFAULT_UPSTREAM_CONNECT_TIMEOUT),
+	  "egress: resolve + connect + TLS handshake of an upstream (1..300); then 504",
+	  bc_set_uint, BC_FIELD(upstream_connect_timeout), 1, 300, .in_file = true },
+	{ "upstream-response-timeout", "SECONDS",
+	  BC_STR(BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT),
+	  "egress: a request to an upstream with no progress for this long (1..3600); 504 if no "
+	  "response head yet",
+	  bc_set_uint, BC_FIELD(upstream_response_timeout), 1, 3600, .in_file = true },
+	{ "upstream-idle-timeout", "SECONDS", BC_STR(BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT),
+	  "egress: close an idle keep-alive upstream connection after this (1..3600)",
+	  bc_set_uint, BC_FIELD(upstream_idle_timeout), 1, 3600, .in_file = true },
 };
 
 #define BC_N_OPTIONS (sizeof(bc_options) / sizeof(bc_options[0]))
@@ -224,6 +242,50 @@ static int bc_set_log_level(struct broker_config *cfg, const struct bc_option *o
 	if (log_level_from_string(value, &cfg->log_level) < 0)
 		return bc_fail(err, err_size, -EINVAL,
 			       "unknown level '%s' (debug, info, warn or error)", bc_quote(value, q));
+	return 0;
+}
+
+/* PORT[,PORT]...: 1..65535 each, 80 and 443 ignored (always caught),
+ * duplicates folded, at most BROKER_CONFIG_GUEST_PORTS_MAX; kept sorted. */
+static int bc_set_ports(struct broker_config *cfg, const struct bc_option *o,
+			const char *value, char *err, size_t err_size)
+{
+	uint16_t ports[BROKER_CONFIG_GUEST_PORTS_MAX];
+	size_t n = 0;
+	char q[72];
+
+	(void)o;
+	for (const char *p = value;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char one[8];
+		unsigned v;
+		size_t at;
+
+		if (len == 0 || len >= sizeof(one))
+			return bc_fail(err, err_size, -EINVAL, "'%s' is not a list of ports",
+				       bc_quote(value, q));
+		memcpy(one, p, len);
+		one[len] = '\0';
+		if (bc_parse_uint(one, 1, 65535, &v) < 0)
+			return bc_fail(err, err_size, -EINVAL, "'%s' is not a port (1..65535)",
+				       bc_quote(one, q));
+		for (at = 0; at < n && ports[at] < v; at++)
+			;
+		if (v != 80 && v != 443 && !(at < n && ports[at] == v)) {
+			if (n == BROKER_CONFIG_GUEST_PORTS_MAX)
+				return bc_fail(err, err_size, -E2BIG, "more than %u ports",
+					       BROKER_CONFIG_GUEST_PORTS_MAX);
+			memmove(ports + at + 1, ports + at, (n - at) * sizeof(ports[0]));
+			ports[at] = (uint16_t)v;
+			n++;
+		}
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	memcpy(cfg->guest_tcp_ports, ports, n * sizeof(ports[0]));
+	cfg->n_guest_tcp_ports = n;
 	return 0;
 }
 
@@ -661,6 +723,9 @@ static int bc_defaults(struct broker_config *cfg)
 		.idle_timeout = BROKER_CONFIG_DEFAULT_IDLE_TIMEOUT,
 		.worker_threads = BROKER_CONFIG_DEFAULT_WORKER_THREADS,
 		.shutdown_timeout = BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT,
+		.upstream_connect_timeout = BROKER_CONFIG_DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+		.upstream_response_timeout = BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
+		.upstream_idle_timeout = BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT,
 	};
 	cfg->state_dir = strdup(BROKER_CONFIG_DEFAULT_STATE_DIR);
 	cfg->master_key = strdup(BROKER_CONFIG_DEFAULT_MASTER_KEY);

@@ -46,6 +46,12 @@
 #define BROKER_CONFIG_DEFAULT_IDLE_TIMEOUT 60       /* seconds */
 #define BROKER_CONFIG_DEFAULT_WORKER_THREADS 4
 #define BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT 10   /* seconds */
+/* Egress upstreams (docs/broker.md "Timeouts"). */
+#define BROKER_CONFIG_DEFAULT_UPSTREAM_CONNECT_TIMEOUT 10   /* resolve + TCP + TLS */
+#define BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT 60  /* an exchange without progress */
+#define BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT 30      /* idle keep-alive upstream */
+/* Extra TCP ports the guest agent catches besides 80 and 443. */
+#define BROKER_CONFIG_GUEST_PORTS_MAX 32
 
 #define BROKER_CONFIG_LINE_MAX 4096      /* bytes per config file line */
 #define BROKER_CONFIG_FILE_MAX (1 << 20) /* config file size */
@@ -91,6 +97,11 @@ struct broker_config {
 	unsigned worker_threads;
 	unsigned shutdown_timeout;  /* seconds */
 	bool vsock_listen;          /* AF_VSOCK guest listener (default off) */
+	unsigned upstream_connect_timeout;  /* seconds */
+	unsigned upstream_response_timeout; /* seconds */
+	unsigned upstream_idle_timeout;     /* seconds */
+	uint16_t guest_tcp_ports[BROKER_CONFIG_GUEST_PORTS_MAX]; /* besides 80, 443; sorted, unique */
+	size_t n_guest_tcp_ports;
 };
 
 __attribute__((warn_unused_result))

@@ -357,6 +357,11 @@ static int broker_start_gateway(struct broker *b)
 		.max_execs = b->cfg.worker_threads / 2 ? b->cfg.worker_threads / 2 : 1,
 		.audit = b->audit,
 		.upstream_tls = b->upstream_tls,
+		.connect_timeout_ms = (uint64_t)b->cfg.upstream_connect_timeout * 1000,
+		.response_timeout_ms = (uint64_t)b->cfg.upstream_response_timeout * 1000,
+		.upstream_idle_timeout_ms = (uint64_t)b->cfg.upstream_idle_timeout * 1000,
+		.tcp_ports = b->cfg.guest_tcp_ports,
+		.n_tcp_ports = b->cfg.n_guest_tcp_ports,
 	};
 	char err[BROKER_ERR_MAX] = "";
 

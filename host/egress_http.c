@@ -24,9 +24,30 @@
  * reference, and each upstream connection (struct eh_up) holds one for its
  * whole life, so the engine is never freed under a queued job.
  *
- * Timeouts: upstream resolve + connect + TLS handshake share
- * GUEST_GATEWAY_CONNECT_TIMEOUT_MS (then 504 "timeout").  Response and
- * idle timeouts are not implemented yet (see the report).
+ * Timeouts (docs/broker.md), one timer per upstream connection:
+ *   - connecting: resolve + connect + TLS handshake share
+ *     opts.connect_timeout_ms (then 504 "timeout");
+ *   - an exchange in flight (from forward() to REQUEST_DONE):
+ *     opts.response_timeout_ms without progress, restarted by every
+ *     upstream read and every completed upstream write, so a slow upload
+ *     or a long body that keeps moving is never cut, but a silent upstream
+ *     is: 504 "timeout" before the response head, a close after it;
+ *   - idle keep-alive (after REQUEST_DONE): opts.upstream_idle_timeout_ms,
+ *     then the upstream is closed and the next request opens a new one;
+ *   - a tunnel (101, CONNECT): none.
+ *
+ * Upstream pool: when a guest stream ends (guest EOF) while its upstream
+ * connection is idle and reusable (connected, handshaken, no exchange in
+ * flight, nothing buffered either way, keep-alive on both sides), the
+ * connection is parked in its sandbox's pool (gw_sandbox.pool) under
+ * (mapped name, port, TLS) instead of being closed, and the next stream of
+ * the SAME sandbox to the same name and port adopts it at NEED_UPSTREAM,
+ * skipping resolve, connect and the upstream TLS handshake.  Every request
+ * still gets its own verdict (policy, swap, audit): the pool only reuses
+ * transport.  Bounds: EH_POOL_PER_KEY per key, EH_POOL_PER_SANDBOX per
+ * sandbox; a parked connection expires after opts.upstream_idle_timeout_ms
+ * and is dropped at once if the server sends anything or closes.  A
+ * deleted sandbox, or the broker shutting down, flushes its pool.
  */
 #include "guest_gateway_internal.h"
 
@@ -35,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
@@ -53,7 +75,16 @@
 
 #define EH_IN_CAP (16u * 1024)
 /* Per-stream engine limits: many streams per broker (egress_proxy.h). */
-#define EH_QUEUE_MAX (64u * 1024)
+#define EH_QUEUE_MAX (16u * 1024)
+/* Request and response heads up to 32 KiB (nginx's default cap is 4 x 8 KiB):
+ * the engine's buffers are fixed per stream and the upstream queue
+ * (queue_max + max_head + 16 KiB slack) is sodium_malloc'd, i.e. touched and
+ * locked at once, so these caps are most of what an idle connection costs
+ * (bench/broker_rss.sh: 350 KiB per idle connection with 64 KiB heads and
+ * queues, a kept secure queue and a socket read buffer per side; 120 KiB now). */
+#define EH_HEAD_MAX (32u * 1024)
+#define EH_POOL_PER_KEY 8u
+#define EH_POOL_PER_SANDBOX 64u
 
 struct eh_up;
 
@@ -64,6 +95,7 @@ struct eh_side {
 	SSL *ssl;                    /* NULL: plain */
 	BIO *rbio, *wbio;            /* owned by ssl */
 	bool handshaken;
+	bool failed;                 /* guest handshake refused: alert out, then close */
 	bool sock_eof;               /* the socket reached EOF */
 	bool ended;                  /* no more plaintext will come */
 	bool eof_given;              /* the engine was told */
@@ -76,11 +108,19 @@ struct eh_side {
 	uv_shutdown_t shreq;
 	size_t in_len;
 	uint8_t in[EH_IN_CAP];       /* plaintext for the engine */
-	uint8_t raw[EH_IN_CAP];      /* TLS: socket read buffer */
 };
 
 struct eh_up {
-	struct egress_http *hs;
+	struct egress_http *hs;      /* NULL while pooled */
+	struct gw_conn *conn;        /* the stream it holds a reference on; NULL while pooled */
+	/* Pool (see "Upstream pool" below): set from parking until adopted or
+	 * freed; holds one count of pool_sb->n_pooled. */
+	struct gw_sandbox *pool_sb;
+	struct eh_up *pool_next;
+	bool pooled;                 /* in pool_sb->pool now */
+	char pool_name[HOST_PATTERN_BUF];
+	uint16_t pool_port;
+	bool pool_tls;
 	unsigned refs;               /* pending requests and open handles */
 	bool closing;
 	bool operator_target;
@@ -108,6 +148,9 @@ struct egress_http {
 	bool verdict_pending;
 	bool close_pending;          /* CLOSE: close once the guest output is out */
 	bool driving, again;
+	bool awaiting;               /* forward() .. REQUEST_DONE: response timer */
+	bool tunnel;                 /* no upstream timer */
+	bool no_reuse;               /* the engine closed for a reason other than a guest EOF */
 	uint8_t *pending;            /* guest bytes read with the GuestOpen frame */
 	size_t pending_len, pending_off;
 };
@@ -116,6 +159,13 @@ struct eh_verdict_job {
 	uv_work_t work;
 	struct gw_conn *c;
 	struct gw_verdict v;
+};
+
+/* A connection-level row written from a worker (the SNI refusal). */
+struct eh_row_job {
+	uv_work_t work;
+	struct gw_conn *c;
+	struct store_audit_row row;
 };
 
 struct eh_ca_job {
@@ -129,6 +179,7 @@ struct eh_ca_job {
 
 static void eh_drive(struct egress_http *hs);
 static void eh_up_close(struct eh_up *up);
+static void eh_up_arm(struct egress_http *hs);
 
 static void eh_log(struct egress_http *hs, int level, const char *event, const char *reason,
 		   int r)
@@ -195,12 +246,108 @@ static void eh_side_fail(struct eh_side *s, const char *reason, int r)
 	hs->again = true;
 }
 
+static void eh_side_flush(struct eh_side *s);
+
+static int64_t eh_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Worker: the sandbox's attribution, then the row (no wait: nothing is
+ * held back for it, the connection is already refused). */
+static void eh_row_work(uv_work_t *w)
+{
+	struct eh_row_job *job = w->data;
+	struct store_audit_row *row = &job->row;
+	struct gw_worker_ctx *ctx;
+	struct tenancy_sandbox sb;
+
+	if (gw_worker_ctx_get(job->c->gw, &ctx) == 0 &&
+	    tenancy_sandbox_get(ctx->tenancy, NULL, row->sandbox_id, &sb) == 0) {
+		snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", sb.tenant_id);
+		snprintf(row->external_user_id, sizeof(row->external_user_id), "%s",
+			 sb.external_user_id);
+		snprintf(row->external_workspace_id, sizeof(row->external_workspace_id), "%s",
+			 sb.external_workspace_id);
+	}
+	egress_verdict_submit_row(job->c->gw, row);
+}
+
+static void eh_row_done(uv_work_t *w, int status)
+{
+	struct eh_row_job *job = w->data;
+	struct gw_conn *c = job->c;
+
+	(void)status;
+	free(job);
+	gw_conn_unref(c);
+}
+
+/* "SNI must match the name the synthetic address maps to": leaf_mint
+ * refused the handshake (unrecognized_name alert); audit it as a deny. */
+static void eh_sni_audit(struct egress_http *hs, const struct leaf_mint_sni_info *sni)
+{
+	struct eh_row_job *job = calloc(1, sizeof(*job));
+	struct gw_conn *c = hs->c;
+	struct log_line l;
+
+	if (log_begin(&l, LOG_LEVEL_WARN, "egress_sni_refused")) {
+		log_str(&l, "sandbox", c->sb->id);
+		log_str(&l, "host", hs->name);
+		log_str(&l, "sni", sni->sni);
+		log_str(&l, "verdict", leaf_mint_sni_name(sni->verdict));
+		log_end(&l);
+	}
+	if (!job) {
+		eh_log(hs, LOG_LEVEL_ERROR, "audit_write_failed", "sni-mismatch", -ENOMEM);
+		return;
+	}
+	job->c = c;
+	job->row.time_us = eh_now_us();
+	snprintf(job->row.sandbox_id, sizeof(job->row.sandbox_id), "%s", c->sb->id);
+	snprintf(job->row.tenant_id, sizeof(job->row.tenant_id), "%s", c->sb->tenant_id);
+	snprintf(job->row.host, sizeof(job->row.host), "%s", hs->name);
+	job->row.port = hs->port;
+	job->row.scheme = STORE_AUDIT_HTTPS;
+	job->row.action = STORE_AUDIT_DENY;
+	snprintf(job->row.reason, sizeof(job->row.reason), "%s",
+		 sni->verdict == LEAF_MINT_SNI_MISMATCH ? "sni-mismatch" : "sni-invalid");
+	job->work.data = job;
+	if (uv_queue_work(c->gw->loop, &job->work, eh_row_work, eh_row_done) < 0) {
+		eh_log(hs, LOG_LEVEL_ERROR, "audit_write_failed", "sni-mismatch", -EAGAIN);
+		free(job);
+		return;
+	}
+	c->refs++;
+}
+
+/* The guest's handshake failed: audit an SNI refusal, send the alert
+ * OpenSSL queued (unrecognized_name, ...), then close. */
+static void eh_guest_handshake_failed(struct eh_side *s, int r)
+{
+	struct egress_http *hs = s->hs;
+	struct leaf_mint_sni_info sni;
+
+	if (leaf_mint_ssl_sni(s->ssl, &sni) == 0 && sni.verdict != LEAF_MINT_SNI_MATCH &&
+	    sni.verdict != LEAF_MINT_SNI_ABSENT && sni.verdict != LEAF_MINT_SNI_PENDING)
+		eh_sni_audit(hs, &sni);
+	eh_log(hs, LOG_LEVEL_INFO, "egress_guest_failed", "tls-failed", r);
+	s->failed = true;
+	hs->close_pending = true;
+	eh_side_flush(s);
+}
+
 /* TLS: handshake, then decrypt into in[] while it has room. */
 static void eh_side_pump_tls(struct eh_side *s)
 {
 	char msg[OSSL_ERR_MSG_MAX];
 	int n, r;
 
+	if (s->failed)
+		return;
 	if (!s->handshaken) {
 		n = SSL_do_handshake(s->ssl);
 		if (n != 1) {
@@ -210,34 +357,20 @@ static void eh_side_pump_tls(struct eh_side *s)
 					eh_side_fail(s, "connection-closed", -ECONNRESET);
 				return;
 			}
-			if (!s->up) {
-				struct leaf_mint_sni_info sni;
-
-				if (leaf_mint_ssl_sni(s->ssl, &sni) == 0 &&
-				    sni.verdict != LEAF_MINT_SNI_MATCH &&
-				    sni.verdict != LEAF_MINT_SNI_ABSENT) {
-					struct log_line l;
-
-					if (log_begin(&l, LOG_LEVEL_WARN, "egress_sni_refused")) {
-						log_str(&l, "sandbox", s->hs->c->sb->id);
-						log_str(&l, "host", s->hs->name);
-						log_str(&l, "sni", sni.sni);
-						log_str(&l, "verdict", leaf_mint_sni_name(sni.verdict));
-						log_end(&l);
-					}
-				}
-			}
-			eh_side_fail(s, r == -EKEYREJECTED ? "tls-verify-failed" : "tls-failed", r);
 			if (msg[0])
 				eh_log(s->hs, LOG_LEVEL_INFO, "egress_tls_error", msg, 0);
+			if (!s->up) {
+				eh_guest_handshake_failed(s, r);
+				return;
+			}
+			eh_side_fail(s, r == -EKEYREJECTED ? "tls-verify-failed" : "tls-failed", r);
 			return;
 		}
 		s->handshaken = true;
 		s->hs->again = true;
 		if (s->up) {
-			if (s->up->timer_open)
-				uv_timer_stop(&s->up->timer);
 			s->up->connected = true;
+			eh_up_arm(s->hs);
 			if (egress_proxy_upstream_connected(s->hs->px) < 0)
 				eh_log(s->hs, LOG_LEVEL_ERROR, "egress_engine_state", "connected", -EINVAL);
 		}
@@ -287,13 +420,22 @@ static struct eh_side *eh_side_of(uv_handle_t *h)
 	return &((struct gw_conn *)h->data)->http->guest;
 }
 
+/*
+ * TLS sides read ciphertext into one buffer for the whole loop: libuv calls
+ * the read callback right after the alloc callback of the same read, and
+ * eh_on_read() copies the bytes into the side's read BIO at once, so no two
+ * reads ever share it (16 KiB less per side and connection).  One per
+ * thread, should the broker ever run a loop per core.
+ */
+static _Thread_local uint8_t eh_raw[EH_IN_CAP];
+
 static void eh_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct eh_side *s = eh_side_of(h);
 
 	(void)suggested;
 	if (s->ssl)
-		*buf = uv_buf_init((char *)s->raw, EH_IN_CAP);
+		*buf = uv_buf_init((char *)eh_raw, sizeof(eh_raw));
 	else
 		*buf = uv_buf_init((char *)s->in + s->in_len, (unsigned)(EH_IN_CAP - s->in_len));
 }
@@ -303,12 +445,19 @@ static void eh_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	struct eh_side *s = eh_side_of((uv_handle_t *)st);
 	struct egress_http *hs = s->hs;
 
-	(void)buf;
+	if (s->up && !s->up->hs) {
+		/* Pooled: an idle server that talks or closes is not reused. */
+		if (nread != 0)
+			eh_up_close(s->up);
+		return;
+	}
 	if (hs->c->closing || (s->up && s->up->closing) || nread == 0)
 		return;
 	if (nread > 0) {
+		if (s->up)
+			eh_up_arm(hs); /* progress */
 		if (s->ssl) {
-			if (BIO_write(s->rbio, s->raw, (int)nread) != (int)nread) {
+			if (BIO_write(s->rbio, buf->base, (int)nread) != (int)nread) {
 				eh_side_fail(s, "out-of-memory", -ENOMEM);
 				return;
 			}
@@ -351,15 +500,22 @@ static void eh_side_update_reading(struct eh_side *s)
 static void eh_up_unref(struct eh_up *up)
 {
 	struct gw_conn *c;
+	struct gw_sandbox *sb;
 
 	if (--up->refs > 0)
 		return;
-	c = up->hs->c;
+	c = up->conn;
+	sb = up->pool_sb;
 	SSL_free(up->side.ssl);
 	free(up->side.cipher);
 	sodium_memzero(up->side.in, sizeof(up->side.in)); /* response bytes */
 	free(up);
-	gw_conn_unref(c);
+	if (c)
+		gw_conn_unref(c);
+	if (sb) {
+		sb->n_pooled--;
+		gw_sandbox_release(sb);
+	}
 }
 
 static void eh_up_on_timer_closed(uv_handle_t *h)
@@ -377,7 +533,16 @@ static void eh_up_close(struct eh_up *up)
 	if (up->closing)
 		return;
 	up->closing = true;
-	if (up->hs->up == up)
+	if (up->pooled) {
+		/* out of the pool list; pool_sb stays counted until freed */
+		for (struct eh_up **p = &up->pool_sb->pool; *p; p = &(*p)->pool_next)
+			if (*p == up) {
+				*p = up->pool_next;
+				break;
+			}
+		up->pooled = false;
+	}
+	if (up->hs && up->hs->up == up)
 		up->hs->up = NULL;
 	if (up->gai_pending)
 		uv_cancel((uv_req_t *)&up->gai);
@@ -409,7 +574,12 @@ static void eh_on_write(uv_write_t *req, int status)
 	if (!c->closing && !(up && up->closing)) {
 		if (status < 0) {
 			eh_side_fail(s, "reset", status);
-		} else if (!s->ssl) {
+		} else {
+			/* progress: an upload moving, or a slow guest reading a
+			 * response (the upstream is not read meanwhile) */
+			eh_up_arm(hs);
+		}
+		if (status >= 0 && !s->ssl && !c->closing) {
 			int r = up ? egress_proxy_upstream_consume(hs->px, n)
 				   : egress_proxy_guest_consume(hs->px, n);
 
@@ -538,7 +708,50 @@ static void eh_up_fail(struct eh_up *up, const char *reason, int r)
 
 static void eh_up_on_timeout(uv_timer_t *t)
 {
-	eh_up_fail(t->data, "timeout", -ETIMEDOUT);
+	struct eh_up *up = t->data;
+
+	if (!up->hs) {
+		eh_up_close(up); /* pooled: expired */
+		return;
+	}
+	eh_up_fail(up, "timeout", -ETIMEDOUT);
+}
+
+/* An idle keep-alive upstream: close it; the engine asks for a new one
+ * (NEED_UPSTREAM) with the next request. */
+static void eh_up_on_idle(uv_timer_t *t)
+{
+	struct eh_up *up = t->data;
+	struct egress_http *hs = up->hs;
+
+	if (!hs) {
+		eh_up_close(up); /* pooled: expired */
+		return;
+	}
+	if (up->closing || hs->c->closing || hs->up != up)
+		return;
+	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_idle_closed", NULL, 0);
+	if (egress_proxy_upstream_failed(hs->px, "idle") < 0)
+		eh_log(hs, LOG_LEVEL_DEBUG, "egress_engine_state", "idle", -EINVAL);
+	eh_up_close(up);
+	eh_drive(hs);
+}
+
+/* The upstream's timer once connected: response (restarted on progress)
+ * while an exchange is in flight, idle otherwise, none in a tunnel. */
+static void eh_up_arm(struct egress_http *hs)
+{
+	const struct guest_gateway_options *o = &hs->c->gw->opts;
+	struct eh_up *up = hs->up;
+
+	if (!up || up->closing || !up->connected || !up->timer_open)
+		return;
+	if (hs->tunnel)
+		uv_timer_stop(&up->timer);
+	else if (hs->awaiting)
+		uv_timer_start(&up->timer, eh_up_on_timeout, o->response_timeout_ms, 0);
+	else
+		uv_timer_start(&up->timer, eh_up_on_idle, o->upstream_idle_timeout_ms, 0);
 }
 
 static void eh_up_on_connect(uv_connect_t *req, int status)
@@ -556,9 +769,11 @@ static void eh_up_on_connect(uv_connect_t *req, int status)
 		goto out;
 	}
 	up->side.stream = (uv_stream_t *)&up->tcp;
+	/* A relay: no Nagle wait between the records of one request. */
+	(void)uv_tcp_nodelay(&up->tcp, 1);
 	if (!hs->tls) {
-		uv_timer_stop(&up->timer);
 		up->connected = true;
+		eh_up_arm(hs);
 		if (egress_proxy_upstream_connected(hs->px) < 0)
 			eh_log(hs, LOG_LEVEL_ERROR, "egress_engine_state", "connected", -EINVAL);
 		eh_drive(hs);
@@ -621,15 +836,106 @@ out:
 	eh_up_unref(up);
 }
 
+/* ---- upstream pool ------------------------------------------------------- */
+
+static bool eh_pool_key_eq(const struct eh_up *up, const struct egress_http *hs)
+{
+	return up->pool_port == hs->port && up->pool_tls == hs->tls &&
+	       strcmp(up->pool_name, hs->name) == 0;
+}
+
+/* The guest stream is ending: park its upstream if it can serve another
+ * request as it is.  true: parked (the stream no longer owns it). */
+static bool eh_pool_park(struct egress_http *hs)
+{
+	struct gw_sandbox *sb = hs->c->sb;
+	struct eh_up *up = hs->up;
+	const uint8_t *p;
+	unsigned same = 0, all = 0;
+
+	if (!up || up->closing || !up->connected || !up->tcp_open || !up->timer_open ||
+	    hs->no_reuse || hs->awaiting || hs->tunnel || sb->deleted ||
+	    hs->c->gw->shutting_down || up->side.writing || up->side.shut ||
+	    up->side.sock_eof || up->side.ended || up->side.in_len > 0 ||
+	    (up->side.ssl && (!up->side.handshaken || BIO_pending(up->side.wbio) > 0 ||
+			      BIO_pending(up->side.rbio) > 0 || SSL_pending(up->side.ssl) > 0)) ||
+	    egress_proxy_upstream_peek(hs->px, &p) > 0)
+		return false;
+	for (const struct eh_up *q = sb->pool; q; q = q->pool_next, all++)
+		same += eh_pool_key_eq(q, hs);
+	if (same >= EH_POOL_PER_KEY || all >= EH_POOL_PER_SANDBOX)
+		return false;
+	snprintf(up->pool_name, sizeof(up->pool_name), "%s", hs->name);
+	up->pool_port = hs->port;
+	up->pool_tls = hs->tls;
+	up->hs = NULL;
+	up->side.hs = NULL;
+	up->pool_sb = sb;
+	up->pooled = true;
+	up->pool_next = sb->pool;
+	sb->pool = up;
+	sb->n_pooled++;
+	hs->up = NULL;
+	uv_timer_start(&up->timer, eh_up_on_timeout, hs->c->gw->opts.upstream_idle_timeout_ms, 0);
+	/* keep reading: a server that closes or talks drops out of the pool */
+	if (!up->side.reading && uv_read_start(up->side.stream, eh_on_alloc, eh_on_read) == 0)
+		up->side.reading = true;
+	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_pooled", NULL, 0);
+	/* the stream's reference goes last: it may free the stream */
+	up->conn = NULL;
+	gw_conn_unref(hs->c);
+	return true;
+}
+
+/* NEED_UPSTREAM: a parked connection of this sandbox for the same key. */
+static bool eh_pool_adopt(struct egress_http *hs)
+{
+	struct gw_sandbox *sb = hs->c->sb;
+	struct eh_up *up = NULL;
+
+	for (struct eh_up **p = &sb->pool; *p; p = &(*p)->pool_next)
+		if (eh_pool_key_eq(*p, hs)) {
+			up = *p;
+			*p = up->pool_next;
+			break;
+		}
+	if (!up)
+		return false;
+	up->pooled = false;
+	up->pool_next = NULL;
+	up->pool_sb = NULL;
+	sb->n_pooled--; /* the stream's reference keeps sb alive from here */
+	up->hs = hs;
+	up->side.hs = hs;
+	up->conn = hs->c;
+	hs->c->refs++;
+	hs->up = up;
+	eh_log(hs, LOG_LEVEL_DEBUG, "egress_upstream_reused", NULL, 0);
+	if (egress_proxy_upstream_connected(hs->px) < 0)
+		eh_log(hs, LOG_LEVEL_ERROR, "egress_engine_state", "connected", -EINVAL);
+	eh_up_arm(hs);
+	hs->again = true;
+	return true;
+}
+
+void egress_http_pool_flush(struct gw_sandbox *sb)
+{
+	while (sb->pool)
+		eh_up_close(sb->pool); /* unlinks it */
+}
+
 /* NEED_UPSTREAM. */
 static void eh_up_start(struct egress_http *hs)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP };
 	struct gw_conn *c = hs->c;
-	struct eh_up *up = calloc(1, sizeof(*up));
+	struct eh_up *up;
 	char service[8];
 	int r;
 
+	if (eh_pool_adopt(hs))
+		return;
+	up = calloc(1, sizeof(*up));
 	if (!up) {
 		if (egress_proxy_upstream_failed(hs->px, "out-of-memory") < 0)
 			gw_conn_close(hs->c, "out of memory");
@@ -639,6 +945,7 @@ static void eh_up_start(struct egress_http *hs)
 	up->side.hs = hs;
 	up->side.up = up;
 	up->refs = 1; /* dropped below: the handles and requests hold the rest */
+	up->conn = c;
 	c->refs++;
 	hs->up = up;
 	up->operator_target = gw_connect_to(c->gw, hs->name, hs->port, up->target,
@@ -647,7 +954,7 @@ static void eh_up_start(struct egress_http *hs)
 	up->timer.data = up;
 	up->timer_open = true;
 	up->refs++;
-	uv_timer_start(&up->timer, eh_up_on_timeout, GUEST_GATEWAY_CONNECT_TIMEOUT_MS, 0);
+	uv_timer_start(&up->timer, eh_up_on_timeout, c->gw->opts.connect_timeout_ms, 0);
 	snprintf(service, sizeof(service), "%u", up->target_port);
 	up->gai.data = up;
 	r = uv_getaddrinfo(c->gw->loop, &up->gai, eh_up_on_resolved, up->target, service, &hints);
@@ -708,6 +1015,8 @@ static void eh_verdict_done(uv_work_t *w, int status)
 	} else {
 		struct log_line l;
 
+		hs->awaiting = true;
+		eh_up_arm(hs);
 		if (log_begin(&l, LOG_LEVEL_INFO, "egress_request")) {
 			log_str(&l, "sandbox", c->sb->id);
 			log_str(&l, "host", hs->name);
@@ -769,6 +1078,8 @@ static void eh_on_event(struct egress_http *hs, const struct egress_proxy_event 
 		eh_up_start(hs);
 		break;
 	case EGRESS_PROXY_EV_REQUEST_DONE:
+		hs->awaiting = false;
+		eh_up_arm(hs);
 		if (log_begin(&l, LOG_LEVEL_DEBUG, "egress_exchange_done")) {
 			log_str(&l, "sandbox", hs->c->sb->id);
 			log_str(&l, "host", hs->name);
@@ -790,10 +1101,17 @@ static void eh_on_event(struct egress_http *hs, const struct egress_proxy_event 
 			eh_up_close(hs->up);
 		break;
 	case EGRESS_PROXY_EV_CLOSE:
+		/* Only a guest that went away leaves the upstream reusable; any
+		 * other reason (Connection: close, errors) does not. */
+		if (ev->reason != EGRESS_PROXY_CLOSE_GUEST_EOF)
+			hs->no_reuse = true;
 		hs->close_pending = true;
 		break;
-	case EGRESS_PROXY_EV_RESPONSE_HEAD:
 	case EGRESS_PROXY_EV_TUNNEL:
+		hs->tunnel = true;
+		eh_up_arm(hs);
+		break;
+	case EGRESS_PROXY_EV_RESPONSE_HEAD:
 		break;
 	}
 }
@@ -949,16 +1267,21 @@ static void eh_ca_done(uv_work_t *w, int status)
 void egress_http_start(struct gw_conn *c, const char *name, uint16_t port, bool tls,
 		       const uint8_t *pending, size_t pending_len)
 {
+	struct http1_limits limits;
 	struct egress_proxy_config cfg = {
+		.limits = &limits,
 		.dest_host = name,
 		.dest_port = port,
 		.scheme = tls ? EGRESS_PROXY_HTTPS : EGRESS_PROXY_HTTP,
 		.queue_max = EH_QUEUE_MAX,
 	};
-	struct egress_http *hs = calloc(1, sizeof(*hs));
+	struct egress_http *hs;
 	struct eh_ca_job *job;
 	int r;
 
+	http1_limits_default(&limits);
+	limits.max_head = EH_HEAD_MAX;
+	hs = calloc(1, sizeof(*hs));
 	if (!hs || (pending_len && !(hs->pending = malloc(pending_len)))) {
 		free(hs);
 		gw_conn_close(c, "out of memory");
@@ -1005,7 +1328,7 @@ void egress_http_close(struct gw_conn *c)
 {
 	struct egress_http *hs = c->http;
 
-	if (hs && hs->up)
+	if (hs && hs->up && !eh_pool_park(hs))
 		eh_up_close(hs->up);
 }
 

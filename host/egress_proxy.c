@@ -865,8 +865,17 @@ bool egress_proxy_next_event(struct egress_proxy *p, struct egress_proxy_event *
 	*ret = p->ev[p->ev_head];
 	p->ev_head = (p->ev_head + 1) % EP_EVENTS;
 	p->ev_n--;
-	if (ret->type == EGRESS_PROXY_EV_REQUEST_DONE)
+	if (ret->type == EGRESS_PROXY_EV_REQUEST_DONE) {
 		p->done_pending = false;
+		/* Between exchanges the upstream queue is empty: release it (it
+		 * is sodium_malloc'd, so locked and touched whole) and let the
+		 * next forward() allocate it again.  An idle keep-alive stream
+		 * then holds no secure memory, and no request's secret bytes
+		 * linger.  Not in a tunnel, which keeps relaying through it. */
+		if (p->uq.data && p->uq.len == 0 && p->phase != EP_TUNNEL &&
+		    p->phase != EP_EXCHANGE)
+			buf_free(&p->uq);
+	}
 	return true;
 }
 
@@ -900,4 +909,9 @@ bool egress_proxy_debug_contains(const struct egress_proxy *p, const uint8_t *ne
 		if (bufs[i]->data && len > 0 && memmem(bufs[i]->data, bufs[i]->cap, needle, len))
 			return true;
 	return false;
+}
+
+size_t egress_proxy_debug_secure_cap(const struct egress_proxy *p)
+{
+	return p->uq.data ? p->uq.cap : 0;
 }

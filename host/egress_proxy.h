@@ -145,8 +145,10 @@
  *     queued then are dropped (wiped).
  *
  * Memory per stream (fixed caps; the plain buffers are allocated at
- * creation, the sodium one at the first forward(); no allocation per header
- * or per request):
+ * creation, the sodium one at each forward() that finds it released: it is
+ * released when REQUEST_DONE is read with the queue empty, outside a
+ * tunnel, so an idle keep-alive stream holds no secure memory; no
+ * allocation per header):
  *     sizeof(struct egress_proxy)           ~15 KiB (two http1 parsers)
  *   + guest input, upstream input           limits.max_head each
  *   + guest queue                           queue_max + 2 KiB
@@ -350,5 +352,8 @@ const char *egress_proxy_close_reason_str(enum egress_proxy_close_reason r);
  * unused bytes included), contain needle?  For the wiping tests. */
 bool egress_proxy_debug_contains(const struct egress_proxy *p, const uint8_t *needle,
 				 size_t len);
+/* Test hook: the capacity of the (sodium_malloc'd) upstream queue; 0 while
+ * it is released (between exchanges). */
+size_t egress_proxy_debug_secure_cap(const struct egress_proxy *p);
 
 #endif

@@ -1,18 +1,30 @@
 /*
  * guest_egress — egress streams: EgressOpen -> reverse map -> OpenResult,
- * then the seam egress_stream_start().
+ * then what the stream becomes:
  *
- * The seam today is a raw TCP relay: the mapped name (or the target of the
- * first matching --connect-to rule) is resolved with uv_getaddrinfo (a
- * worker thread); the first address that upstream_addr.h allows is used,
- * except that an operator-set --connect-to target is exempt from that check.
- * Bytes are spliced both ways with one write in flight per direction: a
- * side is not read again until the previous chunk was written to the other
+ *   ports 80, 443      the HTTP(S) proxy (egress_http.c), policy per request;
+ *   any other port     policy at open (enforce + not allowed: OpenResult
+ *                      REFUSED "host-not-allowed", audited, pending), then
+ *                      the guest's first bytes are sniffed (tls_sniff.h): a
+ *                      TLS ClientHello offering http/1.1 or no ALPN goes to
+ *                      the HTTPS proxy (no connection row: each request gets
+ *                      its own); anything else (not TLS, another ALPN, a
+ *                      malformed hello, or nothing within
+ *                      GUEST_GATEWAY_SNIFF_TIMEOUT_MS: the server speaks
+ *                      first) is spliced byte for byte by the raw relay, with
+ *                      one audit row (scheme tcp, no path) at close.
+ *
+ * The raw relay: the mapped name (or the target of the first matching
+ * --connect-to rule) is resolved with uv_getaddrinfo (a worker thread); the
+ * first address that upstream_addr.h allows is used, except that an
+ * operator-set --connect-to target is exempt from that check.  Bytes are
+ * spliced both ways with one write in flight per direction: a side is not
+ * read again until the previous chunk was written to the other
  * (back-pressure, at most GW_RELAY_CHUNK bytes buffered per direction).
  * EOF on one side becomes a shutdown(SHUT_WR) of the other (half-close);
  * the stream closes when both directions ended or on any error.  A failed
- * resolution or connection closes the guest stream (the HTTP/TLS proxy that
- * replaces this seam for ports 80/443 answers those with readable HTTP).
+ * resolution or connection closes the guest stream (it is not HTTP: there
+ * is no readable answer to give).
  */
 #include "guest_gateway_internal.h"
 
@@ -27,6 +39,7 @@
 #include "audit.h"
 #include "dns_synth.h"
 #include "log.h"
+#include "tls_sniff.h"
 #include "upstream_addr.h"
 
 #define GW_RELAY_CHUNK (64u * 1024)
@@ -54,6 +67,9 @@ struct gw_egress {
 	struct store_audit_row *row;
 	uint64_t start_ms;
 	int64_t bytes_up, bytes_down;
+	/* Before the relay: the guest's first bytes (TLS_SNIFF_MAX_BYTES). */
+	uint8_t *sniff;
+	size_t sniff_len;
 };
 
 struct gw_tcp_job {
@@ -109,6 +125,9 @@ static int gw_send_open_result(struct gw_conn *c, bool ok, const char *reason)
 
 /* ---- routing: HTTP(S) through egress_proxy, other TCP decided at open ---- */
 
+static void gw_sniff_start(struct gw_conn *c, struct gw_verdict *v, const uint8_t *rest,
+			   size_t rest_len);
+
 static void gw_tcp_verdict_work(uv_work_t *w)
 {
 	struct gw_tcp_job *job = w->data;
@@ -149,12 +168,7 @@ static void gw_tcp_verdict_done(uv_work_t *w, int status)
 	}
 	if (gw_send_open_result(c, true, NULL) < 0)
 		goto out;
-	egress_stream_start(c, v->host, v->port, job->rest, job->rest_len);
-	if (c->eg && !c->closing) {
-		c->eg->row = v->row;
-		v->row = NULL;
-		c->eg->start_ms = uv_now(c->gw->loop);
-	}
+	gw_sniff_start(c, v, job->rest, job->rest_len);
 out:
 	egress_verdict_clear(v);
 	free(job->rest);
@@ -163,24 +177,20 @@ out:
 }
 
 /*
- * Ports 80 and 443, and TLS (a ClientHello: 0x16 0x03) on any port: the
- * HTTP proxy, whose policy runs per request.  Other TCP: the policy runs
- * now, before OpenResult (enforce + not allowed: REFUSED
- * "host-not-allowed"), then the raw relay with one audit row at close.
- * The guest sends nothing before OpenResult, so on other ports the
- * ClientHello check only sees bytes that came with the EgressOpen frame.
+ * Ports 80 and 443: the HTTP proxy, whose policy runs per request.  Other
+ * ports: the policy runs now, before OpenResult (enforce + not allowed:
+ * REFUSED "host-not-allowed"); then the first bytes decide (header comment).
  */
 static void gw_egress_route(struct gw_conn *c, const char *name, uint16_t port,
 			    const uint8_t *rest, size_t rest_len)
 {
-	bool hello = rest_len >= 2 && rest[0] == 0x16 && rest[1] == 0x03;
 	struct gw_tcp_job *job;
 	int r;
 
-	if (port == 80 || port == 443 || hello) {
+	if (port == 80 || port == 443) {
 		if (gw_send_open_result(c, true, NULL) < 0)
 			return;
-		egress_http_start(c, name, port, port == 443 || hello, rest, rest_len);
+		egress_http_start(c, name, port, port == 443, rest, rest_len);
 		return;
 	}
 	if (!(job = calloc(1, sizeof(*job))) || (rest_len && !(job->rest = malloc(rest_len)))) {
@@ -380,6 +390,7 @@ static void gw_on_connect(uv_connect_t *req, int status)
 			gw_conn_close(c, NULL);
 		} else {
 			eg->connected = true;
+			(void)uv_tcp_nodelay(&eg->up, 1); /* a relay: no Nagle wait */
 			gw_eg_log(c, LOG_LEVEL_INFO, "guest_egress_connected",
 				  eg->operator_target ? "connect-to" : NULL, 0);
 			uv_read_start((uv_stream_t *)&eg->up, gw_relay_alloc, gw_on_read_up);
@@ -446,7 +457,7 @@ static void gw_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *r
 		goto out;
 	}
 	c->refs++;
-	uv_timer_start(&c->timer, gw_on_connect_timeout, GUEST_GATEWAY_CONNECT_TIMEOUT_MS, 0);
+	uv_timer_start(&c->timer, gw_on_connect_timeout, c->gw->opts.connect_timeout_ms, 0);
 	uv_freeaddrinfo(res);
 	gw_conn_unref(c);
 	return;
@@ -486,31 +497,14 @@ static void gw_apply_connect_to(struct gw_conn *c)
 					    &eg->target_port);
 }
 
-void egress_stream_start(struct gw_conn *c, const char *name, uint16_t port,
-			 const uint8_t *pending, size_t pending_len)
+/* The relay's upstream: --connect-to, then resolve (off the loop). */
+static void gw_relay_resolve(struct gw_conn *c)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP };
-	struct gw_egress *eg = calloc(1, sizeof(*eg));
+	struct gw_egress *eg = c->eg;
 	char service[8];
 	int r;
 
-	if (!eg || (pending_len && !(eg->pending = malloc(pending_len)))) {
-		free(eg);
-		gw_conn_close(c, "out of memory");
-		return;
-	}
-	c->eg = eg;
-	eg->c = c;
-	snprintf(eg->name, sizeof(eg->name), "%s", name);
-	eg->port = port;
-	if (pending_len)
-		memcpy(eg->pending, pending, pending_len);
-	eg->pending_len = pending_len;
-	/* Leaving framing: the decoder and its buffer are no longer needed. */
-	frame_decoder_free(c->dec);
-	c->dec = NULL;
-	free(c->rbuf);
-	c->rbuf = NULL;
 	gw_apply_connect_to(c);
 	snprintf(service, sizeof(service), "%u", eg->target_port);
 	eg->gai.data = c;
@@ -522,6 +516,165 @@ void egress_stream_start(struct gw_conn *c, const char *name, uint16_t port,
 	}
 	eg->gai_pending = true;
 	c->refs++;
+}
+
+/* c->eg for name:port; the framing buffers are dropped.  false: closed. */
+static bool gw_egress_new(struct gw_conn *c, const char *name, uint16_t port)
+{
+	struct gw_egress *eg = calloc(1, sizeof(*eg));
+
+	if (!eg) {
+		gw_conn_close(c, "out of memory");
+		return false;
+	}
+	c->eg = eg;
+	eg->c = c;
+	snprintf(eg->name, sizeof(eg->name), "%s", name);
+	eg->port = port;
+	/* Leaving framing: the decoder and its buffer are no longer needed. */
+	frame_decoder_free(c->dec);
+	c->dec = NULL;
+	free(c->rbuf);
+	c->rbuf = NULL;
+	return true;
+}
+
+void egress_stream_start(struct gw_conn *c, const char *name, uint16_t port,
+			 const uint8_t *pending, size_t pending_len)
+{
+	uint8_t *copy = NULL;
+
+	if (pending_len && !(copy = malloc(pending_len))) {
+		gw_conn_close(c, "out of memory");
+		return;
+	}
+	if (!gw_egress_new(c, name, port)) {
+		free(copy);
+		return;
+	}
+	if (pending_len)
+		memcpy(copy, pending, pending_len);
+	c->eg->pending = copy;
+	c->eg->pending_len = pending_len;
+	gw_relay_resolve(c);
+}
+
+/* ---- other ports: sniff the first bytes ------------------------------------ */
+
+/* Intercept (TLS_SNIFF_HTTP) or splice; the sniffed bytes go along. */
+static void gw_sniff_decide(struct gw_conn *c, enum tls_sniff_verdict verdict)
+{
+	struct gw_egress *eg = c->eg;
+	struct log_line l;
+	uint8_t *bytes = eg->sniff;
+	size_t len = eg->sniff_len;
+	char name[HOST_PATTERN_BUF];
+	uint16_t port = eg->port;
+
+	uv_timer_stop(&c->timer);
+	uv_read_stop(&c->h.stream);
+	eg->sniff = NULL;
+	eg->sniff_len = 0;
+	if (log_begin(&l, LOG_LEVEL_DEBUG, "guest_egress_sniffed")) {
+		log_str(&l, "sandbox", c->sb->id);
+		log_str(&l, "host", eg->name);
+		log_uint(&l, "port", eg->port);
+		log_str(&l, "verdict", len ? tls_sniff_verdict_name(verdict) : "silent");
+		log_uint(&l, "bytes", len);
+		log_end(&l);
+	}
+	if (verdict != TLS_SNIFF_HTTP) {
+		eg->pending = bytes;
+		eg->pending_len = len;
+		gw_relay_resolve(c);
+		return;
+	}
+	/* HTTPS: every request gets its own row; the connection's is dropped. */
+	snprintf(name, sizeof(name), "%s", eg->name);
+	free(eg->row);
+	free(eg);
+	c->eg = NULL;
+	egress_http_start(c, name, port, true, bytes, len);
+	free(bytes);
+}
+
+static void gw_sniff_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct gw_egress *eg = ((struct gw_conn *)h->data)->eg;
+
+	(void)suggested;
+	*buf = uv_buf_init((char *)eg->sniff + eg->sniff_len,
+			   (unsigned)(TLS_SNIFF_MAX_BYTES - eg->sniff_len));
+}
+
+static void gw_sniff_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct gw_conn *c = s->data;
+	struct gw_egress *eg = c->eg;
+	enum tls_sniff_verdict v;
+
+	(void)buf;
+	if (c->closing || !eg || !eg->sniff || nread == 0)
+		return;
+	if (nread < 0) {
+		/* EOF or error before a verdict: the relay reads it again. */
+		if (eg->sniff_len == 0) {
+			gw_conn_close(c, NULL);
+			return;
+		}
+		gw_sniff_decide(c, TLS_SNIFF_NOT_TLS);
+		return;
+	}
+	eg->sniff_len += (size_t)nread;
+	v = tls_sniff_client_hello(eg->sniff, eg->sniff_len);
+	if (v == TLS_SNIFF_NEED_MORE && eg->sniff_len < TLS_SNIFF_MAX_BYTES)
+		return;
+	gw_sniff_decide(c, v);
+}
+
+static void gw_sniff_timeout(uv_timer_t *t)
+{
+	struct gw_conn *c = t->data;
+
+	if (!c->closing && c->eg && c->eg->sniff)
+		gw_sniff_decide(c, TLS_SNIFF_NOT_TLS);
+}
+
+/* Allowed at open (v->row: the connection's row, taken): read the first
+ * bytes, at most TLS_SNIFF_MAX_BYTES, for GUEST_GATEWAY_SNIFF_TIMEOUT_MS. */
+static void gw_sniff_start(struct gw_conn *c, struct gw_verdict *v, const uint8_t *rest,
+			   size_t rest_len)
+{
+	struct gw_egress *eg;
+	enum tls_sniff_verdict verdict;
+	size_t cap = rest_len > TLS_SNIFF_MAX_BYTES ? rest_len : TLS_SNIFF_MAX_BYTES;
+	uint8_t *buf = malloc(cap);
+
+	if (!buf) {
+		gw_conn_close(c, "out of memory");
+		return;
+	}
+	if (!gw_egress_new(c, v->host, v->port)) {
+		free(buf);
+		return;
+	}
+	eg = c->eg;
+	eg->row = v->row;
+	v->row = NULL;
+	eg->start_ms = uv_now(c->gw->loop);
+	if (rest_len)
+		memcpy(buf, rest, rest_len);
+	eg->sniff = buf;
+	eg->sniff_len = rest_len;
+	verdict = tls_sniff_client_hello(buf, rest_len);
+	if (verdict != TLS_SNIFF_NEED_MORE || rest_len >= TLS_SNIFF_MAX_BYTES) {
+		gw_sniff_decide(c, verdict);
+		return;
+	}
+	c->timer.data = c;
+	uv_timer_start(&c->timer, gw_sniff_timeout, GUEST_GATEWAY_SNIFF_TIMEOUT_MS, 0);
+	if (uv_read_start(&c->h.stream, gw_sniff_alloc, gw_sniff_read) < 0)
+		gw_conn_close(c, "guest read failed");
 }
 
 void gw_egress_close(struct gw_conn *c)
@@ -554,6 +707,7 @@ void gw_egress_free(struct gw_conn *c)
 	if (!c->eg)
 		return;
 	free(c->eg->pending);
+	free(c->eg->sniff);
 	free(c->eg->row);
 	free(c->eg);
 	c->eg = NULL;

@@ -179,7 +179,7 @@ static void gw_sandbox_add(struct guest_gateway *gw, const char *id, const char 
 
 void gw_sandbox_release(struct gw_sandbox *sb)
 {
-	if (!sb->deleted || sb->n_conns > 0 || sb->listener_open)
+	if (!sb->deleted || sb->n_conns > 0 || sb->n_pooled > 0 || sb->listener_open)
 		return;
 	dns_synth_free(sb->dns);
 	leaf_mint_free(sb->lm);
@@ -200,6 +200,7 @@ static void gw_sandbox_remove(struct guest_gateway *gw, struct gw_sandbox *sb)
 	for (struct gw_conn *c = gw->conns; c; c = c->next)
 		if (c->sb == sb)
 			gw_conn_close(c, "sandbox deleted");
+	egress_http_pool_flush(sb);
 	gw_sandbox_release(sb);
 }
 
@@ -276,7 +277,9 @@ out:
 
 static int gw_send_hello_ack(struct gw_conn *c, struct gw_resolve *q)
 {
-	static const uint32_t ports[] = GUEST_GATEWAY_LISTEN_PORTS;
+	static const uint32_t always[] = GUEST_GATEWAY_LISTEN_PORTS;
+	uint32_t ports[sizeof(always) / sizeof(always[0]) + GUEST_GATEWAY_TCP_PORTS_MAX];
+	size_t n_ports = 0;
 	Miosa__EnvBinding *b = calloc(q->n_env ? q->n_env : 1, sizeof(*b));
 	Miosa__EnvBinding **bp = calloc(q->n_env ? q->n_env : 1, sizeof(*bp));
 	Miosa__HostToGuest m = MIOSA__HOST_TO_GUEST__INIT;
@@ -299,8 +302,12 @@ static int gw_send_hello_ack(struct gw_conn *c, struct gw_resolve *q)
 	ack.n_env = q->n_env;
 	ack.env = bp;
 	ack.ca_pem = q->ca_pem;
-	ack.n_listen_ports = sizeof(ports) / sizeof(ports[0]);
-	ack.listen_ports = (uint32_t *)ports;
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		ports[n_ports++] = always[i];
+	for (size_t i = 0; i < c->gw->opts.n_tcp_ports; i++)
+		ports[n_ports++] = c->gw->opts.tcp_ports[i];
+	ack.n_listen_ports = n_ports;
+	ack.listen_ports = ports;
 	ack.limits = &lim;
 	m.msg_case = MIOSA__HOST_TO_GUEST__MSG_HELLO_ACK;
 	m.hello_ack = &ack;
@@ -797,6 +804,14 @@ int guest_gateway_start(uv_loop_t *loop, const struct guest_gateway_options *opt
 	gw->opts = *opts;
 	if (gw->opts.max_execs == 0)
 		gw->opts.max_execs = 1;
+	if (gw->opts.connect_timeout_ms == 0)
+		gw->opts.connect_timeout_ms = GUEST_GATEWAY_CONNECT_TIMEOUT_MS;
+	if (gw->opts.response_timeout_ms == 0)
+		gw->opts.response_timeout_ms = 60000;
+	if (gw->opts.upstream_idle_timeout_ms == 0)
+		gw->opts.upstream_idle_timeout_ms = 30000;
+	if (gw->opts.n_tcp_ports > GUEST_GATEWAY_TCP_PORTS_MAX)
+		gw->opts.n_tcp_ports = GUEST_GATEWAY_TCP_PORTS_MAX;
 	gw->vsock_fd = -1;
 	gw->queue_tail = &gw->queue_head;
 	gw->events = (struct control_api_events){

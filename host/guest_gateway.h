@@ -49,10 +49,14 @@
 #define GUEST_GATEWAY_CONNS_MAX 16384u
 /* The connection must deliver its GuestOpen frame within this. */
 #define GUEST_GATEWAY_OPEN_TIMEOUT_MS 10000u
-/* Upstream TCP connect (raw relay). */
+/* Upstream resolve + connect (+ TLS), when options leave it 0. */
 #define GUEST_GATEWAY_CONNECT_TIMEOUT_MS 10000u
-/* The HelloAck limits the broker announces. */
+/* Other ports: how long the broker waits for the guest's first bytes
+ * before it splices (a protocol where the server speaks first). */
+#define GUEST_GATEWAY_SNIFF_TIMEOUT_MS 500u
+/* The HelloAck's listen ports: always these, plus opts.tcp_ports. */
 #define GUEST_GATEWAY_LISTEN_PORTS { 80u, 443u }
+#define GUEST_GATEWAY_TCP_PORTS_MAX 32u
 
 struct guest_gateway;
 struct control_api_events;
@@ -71,6 +75,17 @@ struct guest_gateway_options {
 	 * closed: NULL refuses all egress), upstream TLS through upstream_tls. */
 	struct audit_writer *audit;
 	struct upstream_tls *upstream_tls;
+	/* Upstream timeouts (0: the defaults of broker_config.h, in ms here):
+	 * resolve + connect + TLS; request sent -> response head; idle
+	 * keep-alive upstream connection. */
+	uint64_t connect_timeout_ms;
+	uint64_t response_timeout_ms;
+	uint64_t upstream_idle_timeout_ms;
+	/* Extra ports the agent catches (HelloAck), at most
+	 * GUEST_GATEWAY_TCP_PORTS_MAX (more are ignored); borrowed, like
+	 * connect_to. */
+	const uint16_t *tcp_ports;
+	size_t n_tcp_ports;
 };
 
 __attribute__((warn_unused_result))

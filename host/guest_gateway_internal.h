@@ -29,6 +29,7 @@
 struct audit_writer;
 struct dns_synth;
 struct egress_http;
+struct eh_up;
 struct leaf_mint;
 struct mitm_ca;
 struct policy;
@@ -63,6 +64,12 @@ struct gw_sandbox {
 	 * sandbox (after its last connection, so no handshake still needs them). */
 	struct mitm_ca *ca;
 	struct leaf_mint *lm;
+	/* Idle upstream connections kept for this sandbox's next streams
+	 * (egress_http.c): never shared with another sandbox.  n_pooled
+	 * counts them until they are freed (closing ones included), and
+	 * keeps the sandbox alive like n_conns. */
+	struct eh_up *pool;
+	unsigned n_pooled;
 	struct gw_conn *control;      /* the live control stream, if any */
 	struct gw_binding *env;       /* what the guest was last told */
 	size_t n_env;
@@ -183,6 +190,8 @@ void egress_http_start(struct gw_conn *c, const char *name, uint16_t port, bool 
 		       const uint8_t *pending, size_t pending_len);
 void egress_http_close(struct gw_conn *c);
 void egress_http_free(struct gw_conn *c);
+/* Close every pooled upstream of sb (sandbox deleted, broker shutting down). */
+void egress_http_pool_flush(struct gw_sandbox *sb);
 
 /* egress_verdict.c (worker threads): policy, swap and audit for one request
  * or one TCP connection.  See egress_verdict_run(). */

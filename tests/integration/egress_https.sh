@@ -213,6 +213,7 @@ if want == "expect_refused":
     print("refused host-not-allowed"); sys.exit(0)
 assert res[:2] == b"\x08\x01", res
 ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["imap"])  # not http/1.1: spliced, not intercepted
 t = ctx.wrap_socket(s, server_hostname="third.test")
 t.sendall(b"GET /raw HTTP/1.1\r\nHost: third.test:8443\r\nConnection: close\r\n\r\n")
 body = b""

@@ -95,7 +95,55 @@ static void test_no_arguments_give_the_documented_defaults(void **state)
 	assert_int_equal(cfg.idle_timeout, 60);
 	assert_int_equal(cfg.worker_threads, 4);
 	assert_int_equal(cfg.shutdown_timeout, 10);
+	assert_int_equal(cfg.upstream_connect_timeout, 10);
+	assert_int_equal(cfg.upstream_response_timeout, 60);
+	assert_int_equal(cfg.upstream_idle_timeout, 30);
+	assert_int_equal(cfg.n_guest_tcp_ports, 0);
 	broker_config_free(&cfg);
+}
+
+static void test_guest_tcp_ports_sorted_unique_without_80_443(void **state)
+{
+	struct broker_config cfg;
+	char err[BROKER_CONFIG_ERR_MAX] = "";
+	char many[256] = "";
+
+	(void)state;
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", "5432,443,22,80,5432,993"),
+			 BROKER_CONFIG_RUN);
+	assert_int_equal(cfg.n_guest_tcp_ports, 3);
+	assert_int_equal(cfg.guest_tcp_ports[0], 22);
+	assert_int_equal(cfg.guest_tcp_ports[1], 993);
+	assert_int_equal(cfg.guest_tcp_ports[2], 5432);
+	broker_config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", "22,,23"), -EINVAL);
+	assert_non_null(strstr(err, "--guest-tcp-ports"));
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", "0"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", "65536"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", "22,"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", "-1"), -EINVAL);
+	for (unsigned i = 0; i < BROKER_CONFIG_GUEST_PORTS_MAX + 1; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%u", i ? "," : "",
+			 1000 + i);
+	assert_int_equal(PARSE(&cfg, err, "--guest-tcp-ports", many), -E2BIG);
+	assert_non_null(strstr(err, "more than 32 ports"));
+}
+
+static void test_upstream_timeouts_are_ranged(void **state)
+{
+	struct broker_config cfg;
+	char err[BROKER_CONFIG_ERR_MAX] = "";
+
+	(void)state;
+	assert_int_equal(PARSE(&cfg, err, "--upstream-connect-timeout", "2",
+			       "--upstream-response-timeout", "1", "--upstream-idle-timeout", "3600"),
+			 BROKER_CONFIG_RUN);
+	assert_int_equal(cfg.upstream_connect_timeout, 2);
+	assert_int_equal(cfg.upstream_response_timeout, 1);
+	assert_int_equal(cfg.upstream_idle_timeout, 3600);
+	broker_config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, err, "--upstream-connect-timeout", "0"), -ERANGE);
+	assert_int_equal(PARSE(&cfg, err, "--upstream-response-timeout", "3601"), -ERANGE);
 }
 
 static void test_help_and_version_win_over_other_flags(void **state)
@@ -539,6 +587,8 @@ int main(void)
 		cmocka_unit_test(test_log_level_takes_the_four_names_only),
 		cmocka_unit_test(test_flag_syntax_errors),
 		cmocka_unit_test(test_socket_path_must_fit_sun_path),
+		cmocka_unit_test(test_guest_tcp_ports_sorted_unique_without_80_443),
+		cmocka_unit_test(test_upstream_timeouts_are_ranged),
 		cmocka_unit_test(test_config_file_sets_options),
 		cmocka_unit_test(test_flags_override_the_file),
 		cmocka_unit_test(test_empty_config_file_is_all_defaults),

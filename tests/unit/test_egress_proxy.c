@@ -532,6 +532,39 @@ static void upgrade_101_becomes_a_tunnel_both_ways(size_t chunk)
 }
 BOTH(upgrade_101_becomes_a_tunnel_both_ways)
 
+/* The secure upstream queue exists only while a request is in flight: an
+ * idle keep-alive stream holds no locked memory and no secret bytes. */
+static void secure_queue_is_released_between_exchanges(size_t chunk)
+{
+	struct sim *s = sim_new(chunk);
+
+	assert_int_equal(egress_proxy_debug_secure_cap(s->p), 0);
+	s->hold_up = true; /* keep the forwarded head queued */
+	GUEST(s, GET_A);
+	assert_true(egress_proxy_debug_secure_cap(s->p) > 0);
+	s->hold_up = false;
+	drive(s);
+	EXPECT_UP(s, GET_A);
+	UPSTREAM(s, OK_HELLO);
+	assert_int_equal(s->n_done, 1);
+	assert_int_equal(egress_proxy_debug_secure_cap(s->p), 0);
+	/* the next request allocates it again and goes through */
+	GUEST(s, GET_B);
+	UPSTREAM(s, OK_WORLD);
+	EXPECT_UP(s, GET_A GET_B);
+	EXPECT_GUEST(s, OK_HELLO OK_WORLD);
+	assert_int_equal(egress_proxy_debug_secure_cap(s->p), 0);
+	/* a tunnel keeps it: bytes after the 101 relay through it */
+	GUEST(s, UPGRADE_REQ);
+	UPSTREAM(s, SWITCHING);
+	assert_int_equal(s->n_tunnel, 1);
+	assert_true(egress_proxy_debug_secure_cap(s->p) > 0);
+	GUEST(s, "frame");
+	assert_true(up_has(s, "frame"));
+	sim_free(s);
+}
+BOTH(secure_queue_is_released_between_exchanges)
+
 static void upgrade_refused_with_200_stays_http(size_t chunk)
 {
 	struct sim *s = sim_new(chunk);
@@ -1169,6 +1202,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		BOTH_TESTS(get_keep_alive_twice_on_one_stream),
+		BOTH_TESTS(secure_queue_is_released_between_exchanges),
 		BOTH_TESTS(pipelined_requests_are_forwarded_one_at_a_time_in_order),
 		BOTH_TESTS(post_content_length_and_chunked_bodies_relay_verbatim),
 		BOTH_TESTS(expect_continue_relays_100_then_body_then_final),
