@@ -49,8 +49,8 @@ struct gw_egress {
 	bool up_shut, guest_shut;    /* our write side shut */
 	uint8_t *pending;
 	size_t pending_len;
-	/* The connection's audit row (policy decided at open), written at
-	 * close with bytes and duration. */
+	/* The connection's audit row, written (fail closed) at open; its
+	 * completion (bytes, duration) is submitted at close. */
 	struct store_audit_row *row;
 	uint64_t start_ms;
 	int64_t bytes_up, bytes_down;
@@ -147,6 +147,11 @@ static void gw_tcp_verdict_done(uv_work_t *w, int status)
 		gw_send_open_result(c, false, "host-not-allowed");
 		goto out;
 	}
+	if (v->audit_failed) {
+		/* Fail closed: a connection that could not be audited is not opened. */
+		gw_send_open_result(c, false, "audit-unavailable");
+		goto out;
+	}
 	if (gw_send_open_result(c, true, NULL) < 0)
 		goto out;
 	egress_stream_start(c, v->host, v->port, job->rest, job->rest_len);
@@ -166,7 +171,8 @@ out:
  * Ports 80 and 443, and TLS (a ClientHello: 0x16 0x03) on any port: the
  * HTTP proxy, whose policy runs per request.  Other TCP: the policy runs
  * now, before OpenResult (enforce + not allowed: REFUSED
- * "host-not-allowed"), then the raw relay with one audit row at close.
+ * "host-not-allowed"; a row that could not be written: "audit-unavailable"),
+ * then the raw relay, its row completed at close.
  * The guest sends nothing before OpenResult, so on other ports the
  * ClientHello check only sees bytes that came with the EgressOpen frame.
  */
@@ -196,6 +202,7 @@ static void gw_egress_route(struct gw_conn *c, const char *name, uint16_t port,
 	snprintf(job->v.host, sizeof(job->v.host), "%s", name);
 	job->v.port = port;
 	job->v.scheme = STORE_AUDIT_TCP;
+	job->v.audit_allow_now = true;
 	job->work.data = job;
 	if ((r = uv_queue_work(c->gw->loop, &job->work, gw_tcp_verdict_work,
 			       gw_tcp_verdict_done)) < 0) {
@@ -532,10 +539,9 @@ void gw_egress_close(struct gw_conn *c)
 	if (!eg)
 		return;
 	if (eg->row) {
-		eg->row->bytes_up = eg->bytes_up;
-		eg->row->bytes_down = eg->bytes_down;
-		eg->row->duration_us = (int64_t)(uv_now(c->gw->loop) - eg->start_ms) * 1000;
-		egress_verdict_submit_row(c->gw, eg->row);
+		egress_verdict_submit_completion(
+			c->gw, eg->row, 0, (uint64_t)eg->bytes_up, (uint64_t)eg->bytes_down,
+			(int64_t)(uv_now(c->gw->loop) - eg->start_ms) * 1000);
 		free(eg->row);
 		eg->row = NULL;
 	}

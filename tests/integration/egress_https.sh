@@ -235,9 +235,32 @@ echo "$out" | grep -q "^GET /now-allowed" || fail "third.test after allow: '$out
 out=$(tcp_open expect_ok 2>&1) || fail "TCP relay to third.test:8443: $out"
 pass "allow third.test: the next request goes through; other TCP is relayed"
 
+# --- A request whose sizes the test knows: its row is completed ----------------------
+# 11 request body bytes; the response body is the echoed head, counted here.
+gexec -- curl -sS --max-time 15 https://api.openai.test/known-size -d hello-audit \
+	>"$dir/known.out" || fail "curl /known-size"
+known_down=$(wc -c <"$dir/known.out" | tr -d ' ')
+[ "$known_down" -gt 0 ] || fail "empty /known-size answer"
+
 # --- Audit rows and no secret value at rest -------------------------------------------
 db=$dir/state/state.db
 q() { sqlite3 -readonly "file:$db?mode=ro" "$1"; }
+# Completions are submitted without waiting (after the answer was relayed):
+# wait for this one to commit, with a deadline.
+completed() { q "SELECT c.status || ' ' || c.bytes_up || ' ' || c.bytes_down || ' ' || (c.duration_us > 0) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.path = '/known-size'"; }
+wait_for 10 "the /known-size completion" test -n "$(completed)"
+[ "$(completed)" = "200 11 $known_down 1" ] || fail "/known-size completion '$(completed)', want '200 11 $known_down 1'"
+out=$(ctl --json audit ls --host api.openai.test --status 200) || fail "audit ls --status 200"
+printf '%s' "$out" | python3 -c '
+import json, sys
+rows = [r for r in json.load(sys.stdin)["rows"] if r["path"] == "/known-size"]
+assert len(rows) == 1, rows
+r = rows[0]
+assert (r["status"], r["bytes_up"], r["bytes_down"]) == (200, 11, int(sys.argv[1])), r
+assert r["duration_us"] > 0 and r["completion_id"] > r["id"], r
+' "$known_down" || fail "audit ls --json for /known-size: $out"
+out=$(ctl audit verify) || fail "audit verify with completions: $out"
+pass "a relayed request's row is completed: status 200, bytes up 11 / down $known_down, duration; audit ls --json merges it; the chain (rows + completions) verifies"
 n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND scheme='https' AND action='allow' AND secrets_swapped='openai_key'")
 [ "$n" -ge 3 ] || fail "audit rows with secrets swapped = openai_key: $n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='other.test' AND secrets_flagged='openai_key' AND secrets_swapped=''")
@@ -248,7 +271,7 @@ n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=443 AND 
 [ "$n" = 1 ] || fail "deny row for third.test:443: $n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='deny' AND scheme='tcp'")
 [ "$n" = 1 ] || fail "deny row for TCP third.test:8443: $n"
-wait_for 10 "the TCP row at close" test "$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='allow' AND scheme='tcp' AND bytes_up > 0 AND bytes_down > 0")" = 1
+wait_for 10 "the TCP row's completion at close" test "$(q "SELECT count(*) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='third.test' AND r.port=8443 AND r.action='allow' AND r.scheme='tcp' AND c.bytes_up > 0 AND c.bytes_down > 0")" = 1
 pass "audit rows: swapped=openai_key on api.openai.test, flagged on other.test, query redacted, 403 deny, TCP deny and TCP allow (bytes) rows"
 
 for v in "$secret_value" "$rotated_value"; do
