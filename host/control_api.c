@@ -330,6 +330,8 @@ void control_response_free(struct control_response *resp)
 	free(resp->body);
 	resp->body = NULL;
 	resp->body_len = 0;
+	free(resp->tail);
+	resp->tail = NULL;
 }
 
 /* ---- path and query ------------------------------------------------------ */

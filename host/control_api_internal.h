@@ -168,6 +168,8 @@ int capi_h_network_observe(struct capi_ctx *c);
 int capi_h_audit_list(struct capi_ctx *c);
 int capi_h_audit_export(struct capi_ctx *c);
 int capi_h_audit_verify(struct capi_ctx *c);
+int capi_h_audit_tail(struct capi_ctx *c);
+extern const char *const capi_audit_tail_query[];
 extern const char *const capi_audit_list_query[];
 extern const char *const capi_audit_export_query[];
 

@@ -31,7 +31,7 @@ fail() {
 pass() { npass=$((npass + 1)); echo "PASS: $*"; }
 
 dump_logs() {
-	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log; do
+	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log "$dir"/tail.out "$dir"/tail.err; do
 		[ -f "$f" ] || continue
 		echo "--- $f (last 40 lines)"
 		tail -n 40 "$f"
@@ -58,11 +58,12 @@ ns=miosa-eh-$$
 broker_pid=
 agent_pid=
 echo_pid=
+tail_pid=
 secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 cleanup() {
-	for p in $agent_pid $broker_pid $echo_pid; do
+	for p in $tail_pid $agent_pid $broker_pid $echo_pid; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	ip netns del "$ns" 2>/dev/null || true
@@ -235,10 +236,24 @@ echo "$out" | grep -q "^GET /now-allowed" || fail "third.test after allow: '$out
 out=$(tcp_open expect_ok 2>&1) || fail "TCP relay to third.test:8443: $out"
 pass "allow third.test: the next request goes through; other TCP is relayed"
 
-# --- A request whose sizes the test knows: its row is completed ----------------------
+# --- A request whose sizes the test knows: its row is completed, tailed live ----------
+# The tail streams from the broker's audit writer: started before the
+# request, it is subscribed once the broker logged the route (the access
+# line comes after the subscription), and must print the request with its
+# status (HTTP 200, from the completion), not "HTTP -".
+"$CTL" audit tail --lines 0 --sandbox "$sbx" --host api.openai.test \
+	>"$dir/tail.out" 2>"$dir/tail.err" &
+tail_pid=$!
+wait_for 10 "the audit tail to subscribe" grep -q '/v1/audit/tail' "$dir/broker.err"
 # 11 request body bytes; the response body is the echoed head, counted here.
 gexec -- curl -sS --max-time 15 https://api.openai.test/known-size -d hello-audit \
 	>"$dir/known.out" || fail "curl /known-size"
+wait_for 10 "the tail to print /known-size" grep -q '\[audit\] allow api.openai.test HTTP 200 secrets=none' "$dir/tail.out"
+[ "$(grep -c '\[audit\]' "$dir/tail.out")" = 1 ] || fail "tail printed other rows: $(cat "$dir/tail.out" "$dir/tail.err")"
+kill "$tail_pid" 2>/dev/null || true
+wait "$tail_pid" 2>/dev/null || true
+tail_pid=
+pass "miosactl audit tail, started before the request, streams it live with its status: $(cat "$dir/tail.out")"
 known_down=$(wc -c <"$dir/known.out" | tr -d ' ')
 [ "$known_down" -gt 0 ] || fail "empty /known-size answer"
 
