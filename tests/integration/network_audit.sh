@@ -2,8 +2,9 @@
 # Network policy and audit log through the control API (docs/api.md,
 # docs/cli.md): a real miosa-broker, miosactl and curl.  Policy round trips
 # (allow/deny/lockdown/observe, pending), audit ls with filters, export
-# (JSON lines, CSV, content types), verify (intact and tampered), tail
-# (polling) and tenant isolation over TCP.  Rows come from audit_seed ($1)
+# (JSON lines, CSV, content types), verify (intact and tampered), the
+# streaming tail route (protocol, validation, scoping, cap) and tenant
+# isolation over TCP.  Rows come from audit_seed ($1)
 # through the audit module's writer.
 . "$(dirname "$0")/lib.sh"
 
@@ -70,18 +71,35 @@ ctl_fails "unknown action" 1 "allow, deny or error" audit ls --action maybe
 	"b,sbx_bbbbbbbbbbbbbbbbbbbbbbbb,api.openai.com,443,https,200,allow,-,carol,5" \
 	>"$T/ids" || fail "audit_seed"
 check_eq "five rows seeded" "5" "$(wc -l <"$T/ids" | tr -d ' ')"
+# A request written fail closed (status unknown), then completed as the
+# data path does once the response was relayed: sizes the test knows.
+"$SEED" "$STATE_DIR" \
+	"default,$SBX,uploads.example,443,https,0,allow,openai_key,-,1,201:1234:56789:4321" \
+	>"$T/done_id" || fail "audit_seed with a completion"
+DONE_ID=$(cat "$T/done_id")
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify the seeded chain (call $i)" audit verify
-	check_contains "five rows verified (call $i)" "OK: 5 rows" "$CTL_OUT"
+	check_contains "six rows and a completion verified (call $i)" "OK: 7 rows" "$CTL_OUT"
 done
+ctl --json audit ls --host uploads.example
+check_eq "ls --json: merged status" "201" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.status')"
+check_eq "ls --json: bytes_up" "1234" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_up')"
+check_eq "ls --json: bytes_down" "56789" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_down')"
+check_eq "ls --json: duration_us" "4321" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.duration_us')"
+check_eq "ls --json: completion_id follows the row" "$((DONE_ID + 1))" \
+	"$(printf '%s' "$CTL_OUT" | jget 'rows.0.completion_id')"
+ctl_ok "status filter on the merged status" audit ls --status 201
+check_contains "201 row shown with its completed status" "[audit] allow uploads.example HTTP 201 secrets=openai_key" "$CTL_OUT"
+ctl_ok "status 0 no longer matches the completed row" audit ls --status 0 --host uploads.example
+check_eq "no row with status 0" "" "$CTL_OUT"
 ctl_ok "audit ls" audit ls --sandbox "$SBX"
-check_eq "four rows of the sandbox" "4" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+check_eq "five rows of the sandbox" "5" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 check_contains "seeds' line format" "[audit] allow api.openai.com HTTP 200 secrets=openai_key" "$CTL_OUT"
 check_contains "tcp row" "[audit] deny db.internal:5432 TCP" "$CTL_OUT"
 ctl_ok "filter by action" audit ls --action deny
 check_eq "two denials" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\] deny')"
 ctl_ok "filter by since" audit ls --since 5m --sandbox "$SBX"
-check_eq "three rows in the last 5m" "3" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+check_eq "four rows in the last 5m" "4" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 ctl_ok "external_user_id is strict equality" audit ls --external-user-id alice@
 check_eq "alice@ matches nothing" "" "$CTL_OUT"
 ctl_ok "external_user_id exact" audit ls --external-user-id alice@example.com
@@ -95,9 +113,9 @@ ctl_ok "next page" audit ls --limit 2 --cursor "$CUR"
 check_eq "rest of the rows" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 
 ctl_ok "export jsonl" audit export --format jsonl
-check_eq "jsonl has every row" "5" "$(printf '%s\n' "$CTL_OUT" | grep -c '^{')"
+check_eq "jsonl has every row, completed ones merged" "6" "$(printf '%s\n' "$CTL_OUT" | grep -c '^{')"
 ctl_ok "export csv" audit export --format csv --sandbox "$SBX"
-check_eq "csv: header + 4 rows" "5" "$(printf '%s\n' "$CTL_OUT" | wc -l | tr -d ' ')"
+check_eq "csv: header + 5 rows" "6" "$(printf '%s\n' "$CTL_OUT" | wc -l | tr -d ' ')"
 api GET "/v1/audit/export?format=csv"
 expect "curl export" 200 -
 check_match "csv content type" '^text/csv' "$(header_value Content-Type)"
@@ -120,24 +138,67 @@ expect "verify is admin only" 404 not_found
 tapi "$KEY_B" GET "/v1/sandboxes/$SBX/network"
 expect "b cannot see default's network" 404 not_found
 
-# ---- tail (polling) ---------------------------------------------------------
-"$MIOSACTL" audit tail --lines 0 --sandbox "$SBX" >"$T/tail.out" 2>"$T/tail.err" &
+# ---- tail (streaming) -------------------------------------------------------
+# GET /v1/audit/tail streams from the broker's own audit writer, so rows
+# written by audit_seed (another process) never reach it: egress_https.sh
+# tails real requests live.  Here: the route's protocol, validation,
+# tenant scoping and cap, each waited on with a deadline.
+tail_started() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge "$1" ]; }
+curl -sS -N --unix-socket "$SOCK" -D "$T/tail.head" -o "$T/tail.body" \
+	"http://localhost/v1/audit/tail?sandbox=$SBX&action=allow" 2>/dev/null &
 TAIL_PID=$!
-sleep 0.7 # let it take its starting point (it polls; nothing to wait on)
-"$SEED" "$STATE_DIR" "default,$SBX,live.example,443,https,201,allow,gh_token,-,0" >/dev/null
-if wait_until 10 "tail shows the new row" grep -q "live.example HTTP 201 secrets=gh_token" "$T/tail.out"; then
-	ok "tail prints the new row"
+if wait_until 10 "the tail's head" grep -qi '^Transfer-Encoding: chunked' "$T/tail.head"; then
+	ok "tail answers 200 with a chunked stream"
 else
-	fail "tail prints the new row" "$(cat "$T/tail.out" "$T/tail.err")"
+	fail "tail answers 200 with a chunked stream" "$(cat "$T/tail.head" 2>/dev/null)"
 fi
-check_eq "tail printed only the new row" "1" "$(grep -c '\[audit\]' "$T/tail.out")"
+check_match "tail status line" '^HTTP/1.1 200' "$(head -n 1 "$T/tail.head")"
+check_eq "tail content type" "application/x-ndjson" \
+	"$(grep -i '^Content-Type:' "$T/tail.head" | cut -d' ' -f2- | tr -d '\r')"
 kill "$TAIL_PID" 2>/dev/null || true
 wait "$TAIL_PID" 2>/dev/null || true
+api GET "/v1/audit/tail?status=abc"
+expect "tail: bad status filter is 400 before any streaming" 400 invalid_field
+api GET "/v1/audit/tail?limit=5"
+expect "tail: list-only parameters are refused" 400 "invalid_field|bad_request"
+tapi "$KEY_B" GET "/v1/audit/tail?tenant_id=default"
+expect "tail: tenant b cannot name another tenant" 404 not_found
+tapi "" GET "/v1/audit/tail"
+expect "tail over TCP needs a key" 401 unauthorized
+# The cap: 16 tails stream, the 17th is refused with 503.
+PIDS=
+for i in $(seq 1 16); do
+	curl -sS -N --unix-socket "$SOCK" -o /dev/null "http://localhost/v1/audit/tail" 2>/dev/null &
+	PIDS="$PIDS $!"
+done
+if wait_until 10 "16 tails streaming" tail_started 17; then
+	ok "16 tails stream at once"
+else
+	fail "16 tails stream at once" "$(grep -c 'path=/v1/audit/tail' "$T/broker.log")"
+fi
+api GET "/v1/audit/tail"
+expect "the 17th tail is refused" 503 unavailable
+check_contains "503 says why" "too many audit tails" "$BODY"
+for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+# Closed tails free their slots (the broker notices the clients leave).
+tail_ok() {
+	curl -sS -N --max-time 1 --unix-socket "$SOCK" -o /dev/null -D "$T/tail2.head" \
+		"http://localhost/v1/audit/tail" 2>/dev/null
+	grep -q '^HTTP/1.1 200' "$T/tail2.head"
+}
+if wait_until 10 "a tail slot to free" tail_ok; then
+	ok "tails whose clients left free their slots"
+else
+	fail "tails whose clients left free their slots" "$(head -n 1 "$T/tail2.head")"
+fi
+ctl_fails "miosactl audit tail gives the API's message" 1 "must be an HTTP status" \
+	audit tail --lines 0 --status abc
 
 # ---- verify, then tamper ------------------------------------------------------
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify intact chain (call $i)" audit verify
-	check_contains "six rows verified (call $i)" "OK: 6 rows" "$CTL_OUT"
+	check_contains "six rows and a completion verified (call $i)" "OK: 7 rows" "$CTL_OUT"
 done
 if command -v sqlite3 >/dev/null; then
 	# Tampered next to the live broker, whose workers have already
