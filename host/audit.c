@@ -548,8 +548,8 @@ static void audit__list_free(struct audit__list *l)
 		free(e);
 }
 
-/* One transaction: chain the batch onto the newest row and insert it. */
-static int audit__commit(struct store *st, struct audit__list *batch)
+/* One transaction: chain the batch onto the newest link and insert it. */
+static int audit__commit_tx(struct store *st, struct audit__list *batch)
 {
 	uint8_t prev[STORE_AUDIT_HASH_BYTES];
 	int64_t last = 0;
@@ -583,6 +583,26 @@ static int audit__commit(struct store *st, struct audit__list *batch)
 	if (r != 0)
 		store_rollback(st);
 	return r;
+}
+
+/*
+ * Commit the batch.  A batch of completions only is committed without a
+ * WAL sync: a completion may then be lost with power (leaving the honest
+ * "status unknown"), never with a SIGKILL, and the next synced commit
+ * makes it durable; so its commit cannot hold the next request's row
+ * behind an fsync.  The mode is set for every batch, so a batch with a row
+ * is never committed unsynced (if setting it fails, the batch fails).
+ */
+static int audit__commit(struct store *st, struct audit__list *batch)
+{
+	bool rows = false;
+	int r;
+
+	for (struct audit__entry *e = batch->head; e && !rows; e = e->next)
+		rows = !e->is_completion;
+	if ((r = store_set_sync_full(st, rows)) != 0)
+		return r;
+	return audit__commit_tx(st, batch);
 }
 
 static void audit__signal(int efd)

@@ -105,6 +105,14 @@ __attribute__((warn_unused_result)) int store_begin_write(struct store *st);
 __attribute__((warn_unused_result)) int store_commit(struct store *st);
 /* Best effort and idempotent: nothing to do when no transaction is open. */
 void store_rollback(struct store *st);
+/*
+ * Durability of this connection's next commits: full (the default) syncs
+ * the WAL at every commit, so a commit survives power loss; !full
+ * (synchronous=NORMAL) does not, and such a commit survives a process
+ * crash (SIGKILL) but may be lost with power, always as a suffix: the next
+ * full commit syncs everything before it.  Outside a transaction.
+ */
+__attribute__((warn_unused_result)) int store_set_sync_full(struct store *st, bool full);
 
 /*
  * Is the connection idle: no transaction open and no statement stepped but

@@ -519,6 +519,14 @@ static int st_prepare_file(const char *path, char *err, size_t err_size)
 }
 
 /* Constant SQL with no parameters (connection settings, migrations). */
+static int st_exec(struct store *st, const char *sql, const char *what);
+
+int store_set_sync_full(struct store *st, bool full)
+{
+	return st_exec(st, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+		       "set synchronous");
+}
+
 static int st_exec(struct store *st, const char *sql, const char *what)
 {
 	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
