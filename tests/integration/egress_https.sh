@@ -31,7 +31,7 @@ fail() {
 pass() { npass=$((npass + 1)); echo "PASS: $*"; }
 
 dump_logs() {
-	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log "$dir"/tail.out "$dir"/tail.err; do
+	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log "$dir"/tail.out "$dir"/tail.err "$dir"/jtail.out "$dir"/jtail.err; do
 		[ -f "$f" ] || continue
 		echo "--- $f (last 40 lines)"
 		tail -n 40 "$f"
@@ -59,11 +59,12 @@ broker_pid=
 agent_pid=
 echo_pid=
 tail_pid=
+jtail_pid=
 secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 cleanup() {
-	for p in $tail_pid $agent_pid $broker_pid $echo_pid; do
+	for p in $tail_pid $jtail_pid $agent_pid $broker_pid $echo_pid; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	ip netns del "$ns" 2>/dev/null || true
@@ -244,16 +245,30 @@ pass "allow third.test: the next request goes through; other TCP is relayed"
 "$CTL" audit tail --lines 0 --sandbox "$sbx" --host api.openai.test \
 	>"$dir/tail.out" 2>"$dir/tail.err" &
 tail_pid=$!
-wait_for 10 "the audit tail to subscribe" grep -q '/v1/audit/tail' "$dir/broker.err"
+"$CTL" --json audit tail --lines 0 --sandbox "$sbx" --host api.openai.test \
+	>"$dir/jtail.out" 2>"$dir/jtail.err" &
+jtail_pid=$!
+tails_up() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$dir/broker.err")" -ge 2 ]; }
+wait_for 10 "both audit tails to subscribe" tails_up
 # 11 request body bytes; the response body is the echoed head, counted here.
 gexec -- curl -sS --max-time 15 https://api.openai.test/known-size -d hello-audit \
 	>"$dir/known.out" || fail "curl /known-size"
 wait_for 10 "the tail to print /known-size" grep -q '\[audit\] allow api.openai.test HTTP 200 secrets=none' "$dir/tail.out"
 [ "$(grep -c '\[audit\]' "$dir/tail.out")" = 1 ] || fail "tail printed other rows: $(cat "$dir/tail.out" "$dir/tail.err")"
-kill "$tail_pid" 2>/dev/null || true
-wait "$tail_pid" 2>/dev/null || true
+wait_for 10 "the --json tail to print /known-size" grep -q '"path":"/known-size"' "$dir/jtail.out"
+python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(rows) == 1, rows
+r = rows[0]
+assert (r["path"], r["status"], r["bytes_up"]) == ("/known-size", 200, 11), r
+assert r["completion_id"] > r["id"], r
+' "$dir/jtail.out" || fail "--json tail: $(cat "$dir/jtail.out" "$dir/jtail.err")"
+kill "$tail_pid" "$jtail_pid" 2>/dev/null || true
+wait "$tail_pid" "$jtail_pid" 2>/dev/null || true
 tail_pid=
-pass "miosactl audit tail, started before the request, streams it live with its status: $(cat "$dir/tail.out")"
+jtail_pid=
+pass "miosactl audit tail (and --json), started before the request, streams it live with its status: $(cat "$dir/tail.out")"
 known_down=$(wc -c <"$dir/known.out" | tr -d ' ')
 [ "$known_down" -gt 0 ] || fail "empty /known-size answer"
 
