@@ -1444,8 +1444,11 @@ static void cl_format_time_us(json_int_t us, char *out, size_t size)
  * One row as the seeds show it, after its time and sandbox:
  *   TIME SANDBOX [audit] allow api.openai.com HTTP 200 secrets=openai_key
  * A port other than the scheme's default follows the host; a TCP row says
- * TCP; a row without a status shows "-"; an HTTP row that swapped nothing
- * says secrets=none; deny and error rows end with their reason.  Every broker string is sanitized.
+ * TCP; a row without a status shows "-"; an allowed HTTP row that swapped
+ * nothing says secrets=none; deny and error rows show the rules that fired
+ * and end with their reason:
+ *   [audit] deny evil.example HTTP 403 rule=deny:host-not-allowed reason=host-not-allowed
+ * Every broker string is sanitized.
  */
 static void cl_print_audit_row(FILE *out, const json_t *row)
 {
@@ -1477,11 +1480,17 @@ static void cl_print_audit_row(FILE *out, const json_t *row)
 		ctl_output_cell(v, false, name, sizeof(name));
 		fprintf(out, "%s%s", i == 0 ? " secrets=" : ",", name);
 	}
-	/* The seeds show "secrets=none" on an HTTP call that swapped nothing. */
-	if (json_array_size(swapped) == 0 && strcmp(scheme, "tcp") != 0)
+	if (strcmp(action, "allow") != 0) {
+		json_array_foreach(json_object_get(row, "rules"), i, v) {
+			ctl_output_cell(v, false, name, sizeof(name));
+			fprintf(out, "%s%s", i == 0 ? " rule=" : ",", name);
+		}
+		if (strcmp(reason, "-") != 0)
+			fprintf(out, " reason=%s", reason);
+	} else if (json_array_size(swapped) == 0 && strcmp(scheme, "tcp") != 0) {
+		/* The seeds show "secrets=none" on an HTTP call that swapped nothing. */
 		fputs(" secrets=none", out);
-	if (strcmp(action, "allow") != 0 && strcmp(reason, "-") != 0)
-		fprintf(out, " reason=%s", reason);
+	}
 	fputc('\n', out);
 }
 

@@ -105,7 +105,7 @@ check_eq "alice@ matches nothing" "" "$CTL_OUT"
 ctl_ok "external_user_id exact" audit ls --external-user-id alice@example.com
 check_eq "alice has two rows" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 ctl_ok "status filter" audit ls --status 403
-check_contains "status 403 row" "evil.example" "$CTL_OUT"
+check_contains "deny row: status, rule fired, reason" "[audit] deny evil.example HTTP 403 rule=deny:host-not-allowed reason=host-not-allowed" "$CTL_OUT"
 ctl audit ls --limit 2
 check_contains "paging hint" "--cursor" "$CTL_ERR"
 CUR=$(printf '%s' "$CTL_ERR" | sed -n 's/.*--cursor \([0-9]*\).*/\1/p')
