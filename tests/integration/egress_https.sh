@@ -302,7 +302,10 @@ n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=443 AND 
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='deny' AND scheme='tcp'")
 [ "$n" = 1 ] || fail "deny row for TCP third.test:8443: $n"
 wait_for 10 "the TCP row's completion at close" test "$(q "SELECT count(*) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='third.test' AND r.port=8443 AND r.action='allow' AND r.scheme='tcp' AND c.bytes_up > 0 AND c.bytes_down > 0")" = 1
-pass "audit rows: swapped=openai_key on api.openai.test, flagged on other.test, query redacted, 403 deny, TCP deny and TCP allow (bytes) rows"
+# The upstream failed (502 from the broker) and the denial (403): completed too.
+wait_for 10 "the bad.test completion" test "$(q "SELECT c.status FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='bad.test'")" = 502
+wait_for 10 "the third.test:443 deny completion" test "$(q "SELECT c.status || ' ' || (c.bytes_down > 0) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='third.test' AND r.port=443 AND r.action='deny'")" = "403 1"
+pass "audit rows: swapped=openai_key on api.openai.test, flagged on other.test, query redacted, 403 deny (completed with its answer's bytes), upstream failure completed as 502, TCP deny and TCP allow (bytes) rows"
 
 for v in "$secret_value" "$rotated_value"; do
 	grep -aqF "$v" "$dir"/state/state.db* && fail "a secret value is in state.db"
