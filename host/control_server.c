@@ -820,9 +820,11 @@ static void cs_after_work(uv_work_t *w, int status)
 		cs_reply_error(c, 500, "the broker failed; see its log", false);
 		return;
 	}
-	if (c->resp.status == 200 && c->resp.tail && !c->head_method &&
-	    !c->server->shutting_down) {
-		cs_stream_start(c);
+	if (c->resp.status == 200 && c->resp.tail && !c->head_method) {
+		if (c->server->shutting_down)
+			cs_reply_error(c, 503, "the broker is shutting down", true);
+		else
+			cs_stream_start(c);
 		return;
 	}
 	cs_send(c);
