@@ -3,15 +3,45 @@
 # docs/cli.md): a real miosa-broker, miosactl and curl.  Policy round trips
 # (allow/deny/lockdown/observe, pending), audit ls with filters, export
 # (JSON lines, CSV, content types), verify (intact and tampered), the
-# streaming tail route (protocol, validation, scoping, cap) and tenant
-# isolation over TCP.  Rows come from audit_seed ($1)
-# through the audit module's writer.
+# streaming tail route (protocol, validation, scoping, cap), the live tail
+# of real requests and tenant isolation over TCP.  Most rows come from
+# audit_seed ($1) through the audit module's writer; the live ones from the
+# broker's data path: the agent (--no-init) in an `ip netns` namespace runs
+# curl through `miosactl exec` against a local plain-HTTP upstream
+# (python3 http.server, reached through --connect-to).  Needs root and the
+# agent: a missing one is a failure, never a skip.
 . "$(dirname "$0")/lib.sh"
 
 SEED=${1:?usage: network_audit.sh AUDIT_SEED}
+AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-init}
+[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
+[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT"; exit 1; }
 unset MIOSA_URL MIOSA_API_KEY MIOSA_TENANT
+NS=miosa-na-$$
+AGENT_PID=
+TAIL_PIDS=
+na_exit() {
+	local rc=$?
+	for p in $TAIL_PIDS $AGENT_PID; do kill -KILL "$p" 2>/dev/null || true; done
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "/etc/netns/$NS"
+	(exit "$rc")
+	it_cleanup
+}
+trap na_exit EXIT
+
+# A plain-HTTP upstream serving a file whose size the test knows.
+mkdir -p "$T/www"
+head -c 4321 /dev/zero | tr '\0' 'a' >"$T/www/known.txt"
+UP_PORT=$(free_port)
+python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$UP_PORT" \
+	</dev/null >"$T/upstream.log" 2>&1 &
+SERVE_PID=$!
+wait_until 10 "the upstream" curl -sf "http://127.0.0.1:$UP_PORT/known.txt" ||
+	fail "upstream" "python3 http.server did not start: $(cat "$T/upstream.log")"
+
 PORT=$(free_port)
-broker_start
+broker_start --connect-to "files.test:80:127.0.0.1:$UP_PORT"
 export MIOSA_SOCKET=$SOCK
 ok "broker up"
 
@@ -195,10 +225,75 @@ fi
 ctl_fails "miosactl audit tail gives the API's message" 1 "must be an HTTP status" \
 	audit tail --lines 0 --status abc
 
+# ---- live tail of real requests ----------------------------------------------
+# The tail streams from the broker's audit writer: started before the
+# requests (subscribed once the broker logged its route), it prints each
+# one live with the status of its completion, not "HTTP -".
+ctl sandbox create --vsock-uds "$T/vm.sock"
+LIVE=$CTL_OUT
+check_match "sandbox with a hybrid-vsock path" '^sbx_' "$LIVE"
+mkdir -p "/etc/netns/$NS"
+echo "nameserver 192.0.2.53" >"/etc/netns/$NS/resolv.conf"
+ip netns add "$NS"
+ip netns exec "$NS" "$AGENT" --no-init --transport "unix:$T/vm.sock" --runtime-dir "$T/run" \
+	--resolv-conf "/etc/netns/$NS/resolv.conf" </dev/null >/dev/null 2>"$T/agent.log" &
+AGENT_PID=$!
+exec_works() { [ "$("$MIOSACTL" exec "$LIVE" -- echo ready 2>/dev/null </dev/null)" = ready ]; }
+if wait_until 30 "exec through the agent" exec_works; then
+	ok "agent connected"
+else
+	fail "agent connected" "$(tail -n 20 "$T/agent.log")"
+fi
+tails_before=$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")
+tails_up() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge $((tails_before + 2)) ]; }
+"$MIOSACTL" audit tail --lines 0 --sandbox "$LIVE" >"$T/live.out" 2>"$T/live.err" &
+TAIL_PIDS="$TAIL_PIDS $!"
+"$MIOSACTL" --json audit tail --lines 0 --sandbox "$LIVE" >"$T/live.json" 2>"$T/live.jerr" &
+TAIL_PIDS="$TAIL_PIDS $!"
+if wait_until 10 "both tails to subscribe" tails_up; then
+	ok "two tails subscribed before the requests"
+else
+	fail "two tails subscribed before the requests" "$(cat "$T/live.err" "$T/live.jerr")"
+fi
+for i in 1 2; do
+	"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
+		http://files.test/known.txt </dev/null >"$T/curl.$i" 2>&1
+	check_eq "request $i through the broker" "200" "$(cat "$T/curl.$i")"
+done
+live_lines() { [ "$(grep -c '\[audit\] allow files.test HTTP 200 secrets=none' "$T/live.out")" -ge 2 ]; }
+if wait_until 10 "the tail to print both requests" live_lines; then
+	ok "audit tail printed both requests live with HTTP 200"
+else
+	fail "audit tail printed both requests live with HTTP 200" "$(cat "$T/live.out" "$T/live.err")"
+fi
+check_eq "tail printed those two rows only" "2" "$(grep -c '\[audit\]' "$T/live.out")"
+json_lines() { [ "$(grep -c '"host":"files.test"' "$T/live.json")" -ge 2 ]; }
+if wait_until 10 "the --json tail" json_lines; then
+	ok "audit tail --json printed both rows"
+else
+	fail "audit tail --json printed both rows" "$(cat "$T/live.json" "$T/live.jerr")"
+fi
+check_eq "--json tail line: merged status" "200" "$(head -n 1 "$T/live.json" | jget status)"
+check_eq "--json tail line: bytes_down" "4321" "$(head -n 1 "$T/live.json" | jget bytes_down)"
+for p in $TAIL_PIDS; do kill "$p" 2>/dev/null || true; done
+for p in $TAIL_PIDS; do wait "$p" 2>/dev/null || true; done
+TAIL_PIDS=
+# The same requests through the list: one merged row each, sizes known.
+ctl --json audit ls --sandbox "$LIVE" --limit 1
+check_eq "ls --json: status 200" "200" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.status')"
+check_eq "ls --json: bytes_up (a GET has no body)" "0" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_up')"
+check_eq "ls --json: bytes_down is the file's size" "4321" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_down')"
+dur=$(printf '%s' "$CTL_OUT" | jget 'rows.0.duration_us')
+check_match "ls --json: a duration" '^[1-9][0-9]*$' "$dur"
+check_eq "ls --json: path" "/known.txt" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.path')"
+kill -KILL "$AGENT_PID" 2>/dev/null || true
+wait "$AGENT_PID" 2>/dev/null || true
+AGENT_PID=
+
 # ---- verify, then tamper ------------------------------------------------------
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify intact chain (call $i)" audit verify
-	check_contains "six rows and a completion verified (call $i)" "OK: 7 rows" "$CTL_OUT"
+	check_contains "eight rows and three completions verified (call $i)" "OK: 11 rows" "$CTL_OUT"
 done
 if command -v sqlite3 >/dev/null; then
 	# Tampered next to the live broker, whose workers have already
