@@ -73,6 +73,14 @@ int audit_row_validate(const struct store_audit_row *r)
 	return 0;
 }
 
+int audit_completion_validate(const struct store_audit_completion *c)
+{
+	if (!c || c->request_id < 1 || c->time_us <= 0 || c->status > 999 || c->bytes_up < 0 ||
+	    c->bytes_down < 0 || c->duration_us < 0)
+		return -EINVAL;
+	return 0;
+}
+
 /* ---- redaction --------------------------------------------------------- */
 
 struct audit__out {
@@ -299,6 +307,35 @@ void audit_row_hash(const struct store_audit_row *r, uint8_t out[STORE_AUDIT_HAS
 	crypto_generichash_final(&h, out, STORE_AUDIT_HASH_BYTES);
 }
 
+/* Same serialization rules as a row, under its own domain string. */
+void audit_completion_hash(const struct store_audit_completion *c,
+			   uint8_t out[STORE_AUDIT_HASH_BYTES])
+{
+	static const char domain[] = "miosa-audit-completion-v1";
+	crypto_generichash_state h;
+
+	crypto_generichash_init(&h, NULL, 0, STORE_AUDIT_HASH_BYTES);
+	crypto_generichash_update(&h, (const uint8_t *)domain, sizeof(domain));
+	audit__h_u64(&h, (uint64_t)c->id);
+	audit__h_u64(&h, (uint64_t)c->request_id);
+	audit__h_u64(&h, (uint64_t)c->time_us);
+	audit__h_u64(&h, c->status);
+	audit__h_u64(&h, (uint64_t)c->bytes_up);
+	audit__h_u64(&h, (uint64_t)c->bytes_down);
+	audit__h_u64(&h, (uint64_t)c->duration_us);
+	crypto_generichash_update(&h, c->prev_hash, STORE_AUDIT_HASH_BYTES);
+	crypto_generichash_final(&h, out, STORE_AUDIT_HASH_BYTES);
+}
+
+void audit_row_merge(struct store_audit_row *row, const struct store_audit_completion *c)
+{
+	row->status = c->status;
+	row->bytes_up = c->bytes_up;
+	row->bytes_down = c->bytes_down;
+	row->duration_us = c->duration_us;
+	row->completion_id = c->id;
+}
+
 /* ---- filters and time -------------------------------------------------- */
 
 void audit_filter_init(struct store_audit_filter *f)
@@ -435,7 +472,13 @@ struct audit__entry {
 	struct audit__entry *next;
 	audit_ack_fn ack;
 	void *userdata;
-	struct store_audit_row row;
+	bool is_completion;          /* comp, else row */
+	unsigned flags;              /* AUDIT_SUBMIT_* */
+	int64_t hold_until_ms;       /* held for the tail: publish by then */
+	union {
+		struct store_audit_row row;
+		struct store_audit_completion comp;
+	};
 };
 
 struct audit__list {
@@ -466,6 +509,7 @@ struct audit_writer {
 	struct audit_writer_stats stats;
 	struct audit_tail *subs[AUDIT_SUBSCRIBERS_MAX];
 	size_t n_subs;
+	struct audit__list held;     /* committed rows awaiting their completion (tail) */
 };
 
 static void audit__list_init(struct audit__list *l)
@@ -504,8 +548,8 @@ static void audit__list_free(struct audit__list *l)
 		free(e);
 }
 
-/* One transaction: chain the batch onto the newest row and insert it. */
-static int audit__commit(struct store *st, struct audit__list *batch)
+/* One transaction: chain the batch onto the newest link and insert it. */
+static int audit__commit_tx(struct store *st, struct audit__list *batch)
 {
 	uint8_t prev[STORE_AUDIT_HASH_BYTES];
 	int64_t last = 0;
@@ -520,6 +564,14 @@ static int audit__commit(struct store *st, struct audit__list *batch)
 		r = 0;
 	}
 	for (struct audit__entry *e = batch->head; r == 0 && e; e = e->next) {
+		if (e->is_completion) {
+			e->comp.id = ++last;
+			memcpy(e->comp.prev_hash, prev, sizeof(prev));
+			audit_completion_hash(&e->comp, e->comp.row_hash);
+			memcpy(prev, e->comp.row_hash, sizeof(prev));
+			r = store_audit_completion_insert(st, &e->comp);
+			continue;
+		}
 		e->row.id = ++last;
 		memcpy(e->row.prev_hash, prev, sizeof(prev));
 		audit_row_hash(&e->row, e->row.row_hash);
@@ -533,6 +585,26 @@ static int audit__commit(struct store *st, struct audit__list *batch)
 	return r;
 }
 
+/*
+ * Commit the batch.  A batch of completions only is committed without a
+ * WAL sync: a completion may then be lost with power (leaving the honest
+ * "status unknown"), never with a SIGKILL, and the next synced commit
+ * makes it durable; so its commit cannot hold the next request's row
+ * behind an fsync.  The mode is set for every batch, so a batch with a row
+ * is never committed unsynced (if setting it fails, the batch fails).
+ */
+static int audit__commit(struct store *st, struct audit__list *batch)
+{
+	bool rows = false;
+	int r;
+
+	for (struct audit__entry *e = batch->head; e && !rows; e = e->next)
+		rows = !e->is_completion;
+	if ((r = store_set_sync_full(st, rows)) != 0)
+		return r;
+	return audit__commit_tx(st, batch);
+}
+
 static void audit__signal(int efd)
 {
 	uint64_t one = 1;
@@ -541,41 +613,107 @@ static void audit__signal(int efd)
 	(void)!write(efd, &one, sizeof(one));
 }
 
-/* Under w->mu: hand copies of committed rows to the subscribers. */
-static void audit__publish(struct audit_writer *w, const struct audit__list *batch)
+/* Under w->mu: hand a copy of one committed (merged) row to the
+ * subscribers whose filter it matches. */
+static void audit__publish_row(struct audit_writer *w, const struct store_audit_row *row)
 {
 	for (size_t i = 0; i < w->n_subs;) {
 		struct audit_tail *t = w->subs[i];
-		bool drop = false, pushed = false;
+		struct audit__entry *c = NULL;
+		bool drop = false;
 
-		pthread_mutex_lock(&t->mu);
-		for (const struct audit__entry *e = batch->head; e && !drop; e = e->next) {
-			struct audit__entry *c;
-
-			if (!audit_filter_match(&t->f, &e->row))
-				continue;
-			if (t->q.n >= t->max || !(c = malloc(sizeof(*c)))) {
-				drop = true; /* never wait for a reader */
-				break;
-			}
-			c->ack = NULL;
-			c->userdata = NULL;
-			c->row = e->row;
-			audit__list_push(&t->q, c);
-			pushed = true;
+		if (!audit_filter_match(&t->f, row)) {
+			i++;
+			continue;
 		}
-		if (drop) {
+		pthread_mutex_lock(&t->mu);
+		if (t->q.n >= t->max || !(c = malloc(sizeof(*c)))) {
+			drop = true; /* never wait for a reader */
 			t->dropped = true;
 			t->w = NULL;
+		} else {
+			c->ack = NULL;
+			c->userdata = NULL;
+			c->is_completion = false;
+			c->row = *row;
+			audit__list_push(&t->q, c);
 		}
 		pthread_mutex_unlock(&t->mu);
-		if (drop || pushed)
-			audit__signal(t->efd);
+		audit__signal(t->efd);
 		if (drop)
 			w->subs[i] = w->subs[--w->n_subs];
 		else
 			i++;
 	}
+}
+
+/* Under w->mu: publish held rows whose time is up (all with now_ms < 0). */
+static void audit__release_held(struct audit_writer *w, int64_t now_ms)
+{
+	while (w->held.head && (now_ms < 0 || w->held.head->hold_until_ms <= now_ms)) {
+		struct audit__entry *e = audit__list_pop(&w->held);
+
+		audit__publish_row(w, &e->row);
+		free(e);
+	}
+}
+
+static int64_t audit__mono_ms(void);
+
+/*
+ * Under w->mu, after a commit: a row that awaits its completion is held
+ * (only while someone subscribes: nobody else reads the tail), others are
+ * published; a completion publishes its held row, merged.  The hold list
+ * is FIFO with one hold time, so its head has the earliest deadline.
+ */
+static void audit__publish(struct audit_writer *w, struct audit__list *batch)
+{
+	int64_t now = audit__mono_ms();
+
+	for (struct audit__entry **pe = &batch->head; *pe;) {
+		struct audit__entry *e = *pe;
+
+		if (e->is_completion) {
+			struct audit__entry **ph = &w->held.head, *h = NULL;
+
+			for (; *ph; ph = &(*ph)->next)
+				if ((*ph)->row.id == e->comp.request_id) {
+					h = *ph;
+					break;
+				}
+			if (h) {
+				*ph = h->next;
+				if (!*ph)
+					w->held.tail = ph;
+				w->held.n--;
+				audit_row_merge(&h->row, &e->comp);
+				audit__publish_row(w, &h->row);
+				free(h);
+			}
+		} else if ((e->flags & AUDIT_SUBMIT_AWAIT_COMPLETION) && w->n_subs > 0) {
+			struct audit__entry *h = malloc(sizeof(*h));
+
+			if (h) {
+				if (w->held.n >= AUDIT_TAIL_HOLD_MAX) {
+					struct audit__entry *old = audit__list_pop(&w->held);
+
+					audit__publish_row(w, &old->row);
+					free(old);
+				}
+				*h = *e;
+				h->ack = NULL;
+				h->userdata = NULL;
+				h->hold_until_ms = now + AUDIT_TAIL_HOLD_MS;
+				audit__list_push(&w->held, h);
+			} else {
+				audit__publish_row(w, &e->row); /* unmerged beats missing */
+			}
+		} else {
+			audit__publish_row(w, &e->row);
+		}
+		pe = &e->next;
+	}
+	audit__release_held(w, now);
 }
 
 static void audit__deadline(struct timespec *ts, int ms)
@@ -598,10 +736,21 @@ static void *audit__writer_main(void *arg)
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (w->q.n == 0 && !w->closing)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (w->q.n == 0)
+		while (w->q.n == 0 && !w->closing) {
+			if (!w->held.head) {
+				pthread_cond_wait(&w->cv, &w->mu);
+				continue;
+			}
+			/* Wake for the oldest held row's deadline too. */
+			until.tv_sec = w->held.head->hold_until_ms / 1000;
+			until.tv_nsec = (long)(w->held.head->hold_until_ms % 1000) * 1000000L;
+			if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
+				audit__release_held(w, audit__mono_ms());
+		}
+		if (w->q.n == 0) {
+			audit__release_held(w, -1); /* closing: what is held goes out unmerged */
 			break; /* closing and drained */
+		}
 		/* Group commit: give the batch batch_ms to fill. */
 		if (w->batch_ms > 0 && w->q.n < w->batch_max && !w->closing) {
 			audit__deadline(&until, w->batch_ms);
@@ -628,7 +777,8 @@ static void *audit__writer_main(void *arg)
 		/* Acks after COMMIT returned: an acknowledged row is on disk. */
 		for (struct audit__entry *e = batch.head; e; e = e->next)
 			if (e->ack)
-				e->ack(e->userdata, r, r == 0 ? e->row.id : 0);
+				e->ack(e->userdata, r,
+				       r != 0 ? 0 : e->is_completion ? e->comp.id : e->row.id);
 		audit__list_free(&batch);
 		pthread_mutex_lock(&w->mu);
 	}
@@ -660,6 +810,7 @@ int audit_writer_open(const char *state_dir, const struct audit_writer_opts *opt
 	w->batch_max = opts && opts->batch_max ? opts->batch_max : AUDIT_BATCH_DEFAULT;
 	w->batch_ms = opts && opts->batch_ms >= 0 ? opts->batch_ms : AUDIT_BATCH_MS_DEFAULT;
 	audit__list_init(&w->q);
+	audit__list_init(&w->held);
 	if ((r = store_open(state_dir, &w->st, err, err_size)) != 0) {
 		free(w);
 		return r;
@@ -699,30 +850,18 @@ void audit_writer_close(struct audit_writer *w)
 		pthread_mutex_unlock(&t->mu);
 		audit__signal(t->efd);
 	}
+	audit__list_free(&w->held); /* empty: the writer thread released it */
 	store_close(w->st);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w);
 }
 
-int audit_submit(struct audit_writer *w, const struct store_audit_row *row, audit_ack_fn ack,
-		 void *userdata)
+/* Queue e (taken in every case). */
+static int audit__enqueue(struct audit_writer *w, struct audit__entry *e)
 {
-	struct audit__entry *e;
 	int r;
 
-	if (!w || (r = audit_row_validate(row)) != 0)
-		return -EINVAL;
-	if (!(e = malloc(sizeof(*e))))
-		return -ENOMEM;
-	e->row = *row;
-	e->ack = ack;
-	e->userdata = userdata;
-	if ((r = audit_redact_path(row->path, e->row.path, sizeof(e->row.path))) < 0) {
-		free(e);
-		return r;
-	}
-	e->row.id = 0;
 	pthread_mutex_lock(&w->mu);
 	if (w->closing) {
 		r = -ESHUTDOWN;
@@ -740,6 +879,52 @@ int audit_submit(struct audit_writer *w, const struct store_audit_row *row, audi
 	pthread_mutex_unlock(&w->mu);
 	free(e);
 	return r;
+}
+
+int audit_submit_flags(struct audit_writer *w, const struct store_audit_row *row,
+		       unsigned flags, audit_ack_fn ack, void *userdata)
+{
+	struct audit__entry *e;
+	int r;
+
+	if (!w || (flags & ~AUDIT_SUBMIT_AWAIT_COMPLETION) || (r = audit_row_validate(row)) != 0)
+		return -EINVAL;
+	if (!(e = calloc(1, sizeof(*e))))
+		return -ENOMEM;
+	e->row = *row;
+	e->ack = ack;
+	e->userdata = userdata;
+	e->flags = flags;
+	if ((r = audit_redact_path(row->path, e->row.path, sizeof(e->row.path))) < 0) {
+		free(e);
+		return r;
+	}
+	e->row.id = 0;
+	e->row.completion_id = 0;
+	return audit__enqueue(w, e);
+}
+
+int audit_submit(struct audit_writer *w, const struct store_audit_row *row, audit_ack_fn ack,
+		 void *userdata)
+{
+	return audit_submit_flags(w, row, 0, ack, userdata);
+}
+
+int audit_complete(struct audit_writer *w, const struct store_audit_completion *c,
+		   audit_ack_fn ack, void *userdata)
+{
+	struct audit__entry *e;
+
+	if (!w || audit_completion_validate(c) != 0)
+		return -EINVAL;
+	if (!(e = calloc(1, sizeof(*e))))
+		return -ENOMEM;
+	e->is_completion = true;
+	e->comp = *c;
+	e->comp.id = 0;
+	e->ack = ack;
+	e->userdata = userdata;
+	return audit__enqueue(w, e);
 }
 
 struct audit__wait {
@@ -765,12 +950,18 @@ static void audit__wait_ack(void *userdata, int status, int64_t id)
 int audit_submit_wait(struct audit_writer *w, const struct store_audit_row *row,
 		      int64_t *ret_id)
 {
+	return audit_submit_wait_flags(w, row, 0, ret_id);
+}
+
+int audit_submit_wait_flags(struct audit_writer *w, const struct store_audit_row *row,
+			    unsigned flags, int64_t *ret_id)
+{
 	struct audit__wait c = { .done = false };
 	int r;
 
 	pthread_mutex_init(&c.mu, NULL);
 	pthread_cond_init(&c.cv, NULL);
-	if ((r = audit_submit(w, row, audit__wait_ack, &c)) == 0) {
+	if ((r = audit_submit_flags(w, row, flags, audit__wait_ack, &c)) == 0) {
 		pthread_mutex_lock(&c.mu);
 		while (!c.done)
 			pthread_cond_wait(&c.cv, &c.mu);
@@ -974,7 +1165,7 @@ char *audit_row_json(const struct store_audit_row *r)
 	audit__hexhash(r->prev_hash, prev);
 	audit__hexhash(r->row_hash, hash);
 	/* Keys in this order (jansson keeps insertion order). */
-	o = json_pack("{sI sI ss ss so so ss si ss ss ss si ss ss so s{s{soso}} sI sI sI ss ss}",
+	o = json_pack("{sI sI ss ss so so ss si ss ss ss si ss ss so s{s{soso}} sI sI sI ss ss so}",
 		      "id", (json_int_t)r->id, "time_us", (json_int_t)r->time_us,
 		      "tenant_id", r->tenant_id, "sandbox_id", r->sandbox_id,
 		      "external_user_id", audit__json_opt(r->external_user_id),
@@ -988,7 +1179,8 @@ char *audit_row_json(const struct store_audit_row *r)
 		      "flagged", audit__json_list(r->flagged, sizeof(r->flagged[0]), r->n_flagged),
 		      "bytes_up", (json_int_t)r->bytes_up, "bytes_down", (json_int_t)r->bytes_down,
 		      "duration_us", (json_int_t)r->duration_us, "prev_hash", prev,
-		      "row_hash", hash);
+		      "row_hash", hash, "completion_id",
+		      r->completion_id ? json_integer(r->completion_id) : json_null());
 	if (!o)
 		return NULL;
 	/* Into plain malloc'd memory, as the contract says (free()): json_dumps()
@@ -1076,7 +1268,7 @@ static void audit__csv_list(struct audit__buf *b, const void *items, size_t item
 static const char audit__csv_header[] =
 	"id,time_us,tenant_id,sandbox_id,external_user_id,external_workspace_id,host,port,"
 	"scheme,method,path,status,action,reason,rules,secrets_swapped,secrets_flagged,"
-	"bytes_up,bytes_down,duration_us,prev_hash,row_hash\r\n";
+	"bytes_up,bytes_down,duration_us,prev_hash,row_hash,completion_id\r\n";
 
 static void audit__csv_row(struct audit__buf *b, const struct store_audit_row *r)
 {
@@ -1107,6 +1299,10 @@ static void audit__csv_row(struct audit__buf *b, const struct store_audit_row *r
 	audit__hexhash(r->row_hash, hash);
 	audit__csv_text(b, prev, false);
 	audit__csv_text(b, hash, false);
+	if (r->completion_id)
+		audit__csv_int(b, r->completion_id);
+	else
+		audit__buf_add(b, ",", 1); /* empty: not completed */
 	audit__buf_add(b, "\r\n", 2);
 }
 
@@ -1167,38 +1363,87 @@ int audit_export(struct store *st, const struct store_audit_filter *f, enum audi
 
 /* ---- verify ------------------------------------------------------------ */
 
+/* One table's side of the chain walk: a page, refilled when used up. */
+struct audit__walk {
+	bool completions;
+	struct store_audit_row *rows;
+	struct store_audit_completion *comps;
+	size_t n, i;
+	int64_t after;               /* last id fetched */
+	bool end;                    /* the last page was short */
+};
+
+/* The side's next link id, refilling its page; 0 when it has no more. */
+static int audit__walk_peek(struct store *st, struct audit__walk *k, int64_t *ret_id)
+{
+	int r = 0;
+
+	if (k->i == k->n && !k->end) {
+		free(k->rows);
+		free(k->comps);
+		k->rows = NULL;
+		k->comps = NULL;
+		k->n = k->i = 0;
+		r = k->completions
+			    ? store_audit_completions_after(st, k->after, AUDIT_PAGE_ROWS, &k->comps,
+							    &k->n)
+			    : store_audit_list_after(st, k->after, AUDIT_PAGE_ROWS, &k->rows, &k->n);
+		if (r != 0)
+			return r;
+		k->end = k->n < AUDIT_PAGE_ROWS;
+		if (k->n > 0)
+			k->after = k->completions ? k->comps[k->n - 1].id : k->rows[k->n - 1].id;
+	}
+	*ret_id = k->i == k->n ? 0 : k->completions ? k->comps[k->i].id : k->rows[k->i].id;
+	return 0;
+}
+
 int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES])
 {
 	uint8_t prev[STORE_AUDIT_HASH_BYTES] = { 0 }, h[STORE_AUDIT_HASH_BYTES];
+	struct audit__walk rows = { .completions = false }, comps = { .completions = true };
 	uint64_t checked = 0;
-	int64_t after = 0, bad = 0;
+	int64_t bad = 0;
 	int r;
 
 	if (!st || !ret_bad_id)
 		return -EINVAL;
 	if ((r = store_begin_read(st)) != 0)
 		return r;
-	for (;;) {
-		struct store_audit_row *rows = NULL;
-		size_t n = 0;
+	/* Merge the two id-ordered tables back into the one chain. */
+	while (!bad) {
+		int64_t rid, cid;
+		const uint8_t *link_prev, *link_hash;
 
-		if ((r = store_audit_list_after(st, after, AUDIT_PAGE_ROWS, &rows, &n)) != 0)
+		if ((r = audit__walk_peek(st, &rows, &rid)) != 0 ||
+		    (r = audit__walk_peek(st, &comps, &cid)) != 0)
 			break;
-		for (size_t i = 0; i < n && !bad; i++) {
-			audit_row_hash(&rows[i], h);
-			if (sodium_memcmp(rows[i].prev_hash, prev, sizeof(prev)) != 0 ||
-			    sodium_memcmp(rows[i].row_hash, h, sizeof(h)) != 0)
-				bad = rows[i].id;
-			memcpy(prev, rows[i].row_hash, sizeof(prev));
-			checked++;
+		if (rid == 0 && cid == 0)
+			break;
+		if (rid != 0 && (cid == 0 || rid < cid)) {
+			const struct store_audit_row *x = &rows.rows[rows.i++];
+
+			audit_row_hash(x, h);
+			link_prev = x->prev_hash;
+			link_hash = x->row_hash;
+		} else {
+			const struct store_audit_completion *x = &comps.comps[comps.i++];
+
+			audit_completion_hash(x, h);
+			link_prev = x->prev_hash;
+			link_hash = x->row_hash;
+			if (x->request_id < 1 || x->request_id >= x->id)
+				bad = x->id;
 		}
-		if (n > 0)
-			after = rows[n - 1].id;
-		free(rows);
-		if (bad || n < AUDIT_PAGE_ROWS)
-			break;
+		if (sodium_memcmp(link_prev, prev, sizeof(prev)) != 0 ||
+		    sodium_memcmp(link_hash, h, sizeof(h)) != 0)
+			bad = rid != 0 && (cid == 0 || rid < cid) ? rid : cid;
+		memcpy(prev, link_hash, sizeof(prev));
+		checked++;
 	}
+	free(rows.rows);
+	free(comps.comps);
 	store_rollback(st);
 	if (r != 0)
 		return r;

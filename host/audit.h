@@ -27,17 +27,38 @@
  * 0 ack; -EAGAIN from audit_submit() (queue full), any other submit error
  * and any failed ack mean "answer 503 with MIOSA-Audit: unavailable" (B10).
  *
+ * Completions (fail closed stays first): the data path writes a request's
+ * row and waits for its ack BEFORE forwarding it, so the row cannot hold
+ * what happened next.  Once the exchange is over (response relayed,
+ * upstream failed, guest gone, connection closed) it submits a completion
+ * (status, bytes up/down, duration, referencing the row id) with
+ * audit_complete(), which never waits: the completion is committed by the
+ * writer like a row, as the next link of the same chain, and acknowledged
+ * asynchronously.  A completion lost in a crash leaves its row with the
+ * status it was written with (0 for an allowed HTTP request: unknown),
+ * which is the honest state.  Reads (audit_query(), audit_export(), the
+ * tail) present one merged row per request: the completion's status,
+ * bytes and duration in place of the row's, completion_id set.
+ *
  * Hash chain: row_hash = BLAKE2b-256(canonical(row) || prev_hash), see
- * audit_row_hash(); the first row's prev_hash is 32 zero bytes.  It detects
+ * audit_row_hash(), and for a completion audit_completion_hash() (its own
+ * domain string, so a row can never pass for a completion); rows and
+ * completions share one id sequence and the chain runs through both in id
+ * order.  The first link's prev_hash is 32 zero bytes.  It detects
  * an edited, inserted, reordered or deleted row (audit_verify()), except a
  * deletion of the newest rows: keep the head (audit_verify()'s ret_head)
  * elsewhere to detect truncation.  The hash is not keyed: someone who can
  * rewrite state.db can rewrite the whole chain, which an exported head
  * exposes.
  *
- * Tail: subscribers get copies of committed rows matching their filter,
- * pushed by the writer after each commit into a per-subscriber bounded
- * queue.  The writer never waits for a subscriber: one whose queue is full
+ * Tail: subscribers get copies of committed merged rows matching their
+ * filter, pushed by the writer after each commit into a per-subscriber
+ * bounded queue.  A row submitted with AUDIT_SUBMIT_AWAIT_COMPLETION is
+ * held back (at most AUDIT_TAIL_HOLD_MS, at most AUDIT_TAIL_HOLD_MAX rows)
+ * until its completion commits, then published once, merged; if the
+ * completion does not come in time it is published without it (a late
+ * completion is then stored but not published again).  The filter applies
+ * to the merged row, so a status filter sees the response status.  The writer never waits for a subscriber: one whose queue is full
  * is dropped; it still reads the rows queued before, then the marker
  * AUDIT_TAIL_DROPPED, then -EPIPE.
  *
@@ -64,6 +85,11 @@
 #define AUDIT_SUBSCRIBERS_MAX 64
 #define AUDIT_TAIL_QUEUE_DEFAULT 1024
 #define AUDIT_PAGE_ROWS 512          /* export page size */
+#define AUDIT_TAIL_HOLD_MS 3000      /* tail: wait this long for a completion */
+#define AUDIT_TAIL_HOLD_MAX 4096     /* tail: rows waiting for their completion */
+
+/* audit_submit_flags(): a completion (audit_complete()) will follow. */
+#define AUDIT_SUBMIT_AWAIT_COMPLETION 1u
 
 /* ---- rows -------------------------------------------------------------- */
 
@@ -91,8 +117,18 @@ int audit_row_validate(const struct store_audit_row *row);
 __attribute__((warn_unused_result))
 int audit_redact_path(const char *path, char *out, size_t out_size);
 
-/* row_hash of row (its id, fields and prev_hash). */
+/* Check a completion before it is queued: request_id >= 1, time_us > 0,
+ * status <= 999, sizes and duration >= 0.  -EINVAL. */
+__attribute__((warn_unused_result))
+int audit_completion_validate(const struct store_audit_completion *c);
+
+/* row_hash of row (its id, fields and prev_hash; not completion_id). */
 void audit_row_hash(const struct store_audit_row *row, uint8_t out[STORE_AUDIT_HASH_BYTES]);
+/* row_hash of a completion (id, request_id, fields and prev_hash). */
+void audit_completion_hash(const struct store_audit_completion *c,
+			   uint8_t out[STORE_AUDIT_HASH_BYTES]);
+/* Put c's status, bytes and duration into row, completion_id = c->id. */
+void audit_row_merge(struct store_audit_row *row, const struct store_audit_completion *c);
 
 /* Does row match f (same semantics as store_audit_query, cursor ignored)? */
 bool audit_filter_match(const struct store_audit_filter *f, const struct store_audit_row *row);
@@ -146,10 +182,26 @@ void audit_writer_close(struct audit_writer *w);
 __attribute__((warn_unused_result))
 int audit_submit(struct audit_writer *w, const struct store_audit_row *row,
 		 audit_ack_fn ack, void *userdata);
+/* audit_submit() with flags (AUDIT_SUBMIT_AWAIT_COMPLETION or 0). */
+__attribute__((warn_unused_result))
+int audit_submit_flags(struct audit_writer *w, const struct store_audit_row *row,
+		       unsigned flags, audit_ack_fn ack, void *userdata);
 /* audit_submit() and wait for the ack: 0 and the id once committed. */
 __attribute__((warn_unused_result))
 int audit_submit_wait(struct audit_writer *w, const struct store_audit_row *row,
 		      int64_t *ret_id);
+__attribute__((warn_unused_result))
+int audit_submit_wait_flags(struct audit_writer *w, const struct store_audit_row *row,
+			    unsigned flags, int64_t *ret_id);
+/*
+ * Queue a copy of completion c (its id and hashes are ignored) and return
+ * at once; ack (may be NULL) is called from the writer thread once it is
+ * committed (0, its id) or failed.  Errors as audit_submit().  The caller
+ * submits at most one completion per row it wrote and acknowledged.
+ */
+__attribute__((warn_unused_result))
+int audit_complete(struct audit_writer *w, const struct store_audit_completion *c,
+		   audit_ack_fn ack, void *userdata);
 void audit_writer_stats(struct audit_writer *w, struct audit_writer_stats *ret_stats);
 
 /* ---- tail -------------------------------------------------------------- */
@@ -207,9 +259,10 @@ int audit_export(struct store *st, const struct store_audit_filter *f, enum audi
 char *audit_row_json(const struct store_audit_row *row);
 
 /*
- * Walk the chain from the first row: 0 when every row links to the one
- * before and its row_hash recomputes; -EBADMSG with *ret_bad_id = the first
- * row that does not.  ret_checked / ret_head (newest row_hash; zeros for an
+ * Walk the chain from the first link, rows and completions in id order: 0
+ * when every link points to the one before and its hash recomputes (and a
+ * completion's request_id is an earlier id); -EBADMSG with *ret_bad_id =
+ * the first link that does not (a row's or a completion's id).  ret_checked / ret_head (newest row_hash; zeros for an
  * empty log) may be NULL.
  */
 __attribute__((warn_unused_result))

@@ -380,6 +380,7 @@ static int broker_start_server(struct broker *b)
 		.listen = b->cfg.has_listen ? (const struct sockaddr *)&b->cfg.listen : NULL,
 		.max_connections = b->cfg.max_connections,
 		.idle_timeout_ms = (uint64_t)b->cfg.idle_timeout * 1000,
+		.audit = b->audit,
 	};
 	char err[BROKER_ERR_MAX] = "";
 

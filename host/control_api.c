@@ -330,6 +330,8 @@ void control_response_free(struct control_response *resp)
 	free(resp->body);
 	resp->body = NULL;
 	resp->body_len = 0;
+	free(resp->tail);
+	resp->tail = NULL;
 }
 
 /* ---- path and query ------------------------------------------------------ */
@@ -777,6 +779,8 @@ int control_api_handle(struct control_api *api, const struct control_request *re
 		free(resp.body); /* a handler never fails after replying; be safe */
 		resp.body = NULL;
 		resp.content_type = NULL;
+		free(resp.tail);
+		resp.tail = NULL;
 		if (c->error != CAPI_E_METHOD)
 			resp.allow[0] = '\0';
 		r = capi_error_response(c);

@@ -14,7 +14,8 @@
  *     share one between threads.  Every call may block on SQLite.
  *   - control_api_handle() always produces a response (status + JSON body —
  *     except GET /v1/audit/export, whose body is JSON lines or CSV with
- *     content_type set —
+ *     content_type set, and GET /v1/audit/tail, whose 200 has no body but
+ *     a tail filter the server streams from (control_response.tail) —
  *     errors as {"error": CODE, "message": TEXT} per docs/api.md) and returns
  *     0; it returns a negative errno only when it could not even build a
  *     response (out of memory) — the server then answers a bare 500.
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include "master_key.h"
+#include "store.h"
 
 #define CONTROL_API_MAX_BODY 65536u
 
@@ -57,6 +59,13 @@ struct control_request {
 
 #define CONTROL_API_DETAIL_MAX 256
 
+/* GET /v1/audit/tail: the validated filter (tenant-scoped for a TCP
+ * caller) the server subscribes with.  filter's strings point into strs. */
+struct control_audit_tail {
+	struct store_audit_filter filter;
+	char strs[5][STORE_ID_MAX + 1];
+};
+
 struct control_response {
 	int status;
 	char *body;                  /* malloc'd, NUL-terminated; NULL for 204 */
@@ -68,6 +77,10 @@ struct control_response {
 	/* 500: what failed, for the server's log line (the client only reads
 	 * "internal error"); never holds a secret value.  Else "". */
 	char detail[CONTROL_API_DETAIL_MAX];
+	/* Non-NULL (malloc'd; control_response_free() frees it) on a 200 to
+	 * GET /v1/audit/tail: stream committed rows matching it as chunked
+	 * JSON lines instead of a body. */
+	struct control_audit_tail *tail;
 };
 
 __attribute__((warn_unused_result))

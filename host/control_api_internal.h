@@ -169,6 +169,8 @@ int capi_h_network_observe(struct capi_ctx *c);
 int capi_h_audit_list(struct capi_ctx *c);
 int capi_h_audit_export(struct capi_ctx *c);
 int capi_h_audit_verify(struct capi_ctx *c);
+int capi_h_audit_tail(struct capi_ctx *c);
+extern const char *const capi_audit_tail_query[];
 extern const char *const capi_audit_list_query[];
 
 /* ---- control_api_template.c: templates (M15) ----------------------------- */

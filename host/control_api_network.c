@@ -221,6 +221,7 @@ int capi_h_network_observe(struct capi_ctx *c)
 
 const char *const capi_audit_list_query[] = { CAPI_AUDIT_FILTERS, "limit", "cursor", NULL };
 const char *const capi_audit_export_query[] = { CAPI_AUDIT_FILTERS, "format", NULL };
+const char *const capi_audit_tail_query[] = { CAPI_AUDIT_FILTERS, NULL };
 
 static int64_t capi_now_us(void)
 {
@@ -471,4 +472,39 @@ int capi_h_audit_verify(struct capi_ctx *c)
 	sodium_bin2hex(hex, sizeof(hex), head, sizeof(head));
 	return capi_reply(c, 200, json_pack("{s:b, s:I, s:s}", "ok", 1, "rows",
 					    (json_int_t)checked, "head", hex));
+}
+
+static const char *capi_tail_keep(char *dst, const char *src)
+{
+	if (!src)
+		return NULL;
+	snprintf(dst, STORE_ID_MAX + 1, "%s", src); /* validated: <= STORE_ID_MAX */
+	return dst;
+}
+
+/*
+ * GET /v1/audit/tail: only validates and hands the filter to the server,
+ * which subscribes to the audit writer and streams (control_server.c); the
+ * same filters as the list, the tenant forced for a TCP caller.
+ */
+int capi_h_audit_tail(struct capi_ctx *c)
+{
+	struct control_audit_tail *t;
+	struct store_audit_filter *f;
+	int r;
+
+	if (!(t = calloc(1, sizeof(*t))))
+		return capi_fail(c, CAPI_E_INTERNAL, "out of memory");
+	f = &t->filter;
+	if ((r = capi_audit_filter(c, f)) != 0) {
+		free(t);
+		return r;
+	}
+	f->tenant_id = capi_tail_keep(t->strs[0], f->tenant_id);
+	f->sandbox_id = capi_tail_keep(t->strs[1], f->sandbox_id);
+	f->host = capi_tail_keep(t->strs[2], f->host);
+	f->external_user_id = capi_tail_keep(t->strs[3], f->external_user_id);
+	f->external_workspace_id = capi_tail_keep(t->strs[4], f->external_workspace_id);
+	c->resp->tail = t;
+	return capi_reply_empty(c, 200);
 }

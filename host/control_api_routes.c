@@ -856,5 +856,6 @@ const struct capi_route capi_routes[] = {
 	{ "GET", "/v1/audit", 0, capi_audit_list_query, capi_h_audit_list },
 	{ "GET", "/v1/audit/export", 0, capi_audit_export_query, capi_h_audit_export },
 	{ "GET", "/v1/audit/verify", ADMIN, NULL, capi_h_audit_verify },
+	{ "GET", "/v1/audit/tail", 0, capi_audit_tail_query, capi_h_audit_tail },
 };
 const size_t capi_n_routes = N_FIELDS(capi_routes);

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "control_api.h"
 #include "http1.h"
 #include "log.h"
@@ -26,6 +27,7 @@
 #define CS_LINGER_MS 2000               /* drain time after an early error response */
 #define CS_LINGER_MAX ((size_t)1 << 20) /* bytes drained before giving up */
 #define CS_RESP_HEAD_MAX 512
+#define CS_TAIL_BATCH 64                /* rows per chunk at most */
 
 #define cs_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -41,12 +43,14 @@ _Static_assert(CONTROL_SERVER_HEADERS_MAX <= HTTP1_HEADERS_CAP, "header cap with
  * connection then.  WRITING: the response is queued.  LINGER: an error was
  * answered before the request was read; the write side is shut and the
  * rest of the request is drained so the peer sees the answer, not a reset.
+ * STREAMING: an audit tail; the connection ends with it.
  */
 enum cs_state {
 	CS_READING,
 	CS_WORKING,
 	CS_WRITING,
 	CS_LINGER,
+	CS_STREAMING,
 };
 
 union cs_stream {
@@ -65,7 +69,7 @@ struct cs_conn {
 	uv_write_t write_req;
 	uv_write_t continue_req;
 	uv_shutdown_t shutdown_req;
-	int open_handles;             /* h and timer: freed when both are closed */
+	int open_handles;             /* h, timer (and poll): freed when all are closed */
 	enum cs_state state;
 	bool reading;
 	bool closing;
@@ -91,6 +95,17 @@ struct cs_conn {
 	struct control_response resp;
 	bool have_resp;
 	char resp_head[CS_RESP_HEAD_MAX];
+
+	/* CS_STREAMING: the subscription, its eventfd on the loop, and the one
+	 * chunk write in flight (the head first). */
+	struct audit_tail *tail;
+	uv_poll_t poll;
+	bool poll_open;
+	bool polling;
+	bool chunk_busy;
+	bool stream_ending;           /* the last chunk is queued: close when written */
+	char *chunk;
+	uv_write_t chunk_req;
 };
 
 /* One worker thread's control_api, on the registry control_server_free() closes. */
@@ -106,6 +121,8 @@ struct control_server {
 	struct http1_limits limits;
 	unsigned max_connections;
 	uint64_t idle_timeout_ms;
+	struct audit_writer *audit;
+	unsigned n_tails;
 
 	char *socket_path;
 	int lock_fd;
@@ -242,6 +259,12 @@ static void cs_on_conn_closed(uv_handle_t *h)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_conns--;
+	if (c->tail) {
+		/* After the poll handle closed: its fd is the tail's eventfd. */
+		audit_tail_close(c->tail);
+		s->n_tails--;
+	}
+	free(c->chunk);
 	cs_release_response(c);
 	sodium_free(c->buf); /* wipes */
 	free(c);
@@ -256,6 +279,8 @@ static void cs_close(struct cs_conn *c)
 	c->closing = true;
 	uv_close(&c->h.handle, cs_on_conn_closed);
 	uv_close((uv_handle_t *)&c->timer, cs_on_conn_closed);
+	if (c->poll_open)
+		uv_close((uv_handle_t *)&c->poll, cs_on_conn_closed);
 }
 
 static void cs_on_timer(uv_timer_t *t)
@@ -265,7 +290,10 @@ static void cs_on_timer(uv_timer_t *t)
 	/* WORKING never times out here: the worker owns c until after_work. */
 	if (c->state == CS_WORKING)
 		return;
-	if (c->state != CS_LINGER)
+	if (c->state == CS_STREAMING)
+		log_event(LOG_LEVEL_INFO, "control_tail_dropped", "reason",
+			  "the client did not read a chunk in time");
+	else if (c->state != CS_LINGER)
 		log_event(LOG_LEVEL_DEBUG, "control_idle_timeout", "peer", c->peer);
 	cs_close(c);
 }
@@ -284,7 +312,7 @@ static void cs_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *ret_buf)
 	/* Allocated on first data so idle connections cost no locked memory. */
 	if (!c->buf && !(c->buf = sodium_malloc(CS_BUF_SIZE)))
 		return;
-	if (c->state == CS_LINGER)
+	if (c->state == CS_LINGER || c->state == CS_STREAMING)
 		*ret_buf = uv_buf_init((char *)c->buf, (unsigned)CS_BUF_SIZE);
 	else if (c->len < CS_BUF_SIZE)
 		*ret_buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(CS_BUF_SIZE - c->len));
@@ -303,7 +331,8 @@ static void cs_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		cs_close(c);
 		return;
 	}
-	if (c->state == CS_LINGER) {
+	/* A tail client has nothing to say: reading only notices it leave. */
+	if (c->state == CS_LINGER || c->state == CS_STREAMING) {
 		sodium_memzero(c->buf, (size_t)n); /* drained bytes may be a secret value */
 		c->lingered += (size_t)n;
 		if (c->lingered > CS_LINGER_MAX)
@@ -564,6 +593,215 @@ static void cs_reply_error(struct cs_conn *c, int status, const char *message, b
 	cs_send(c);
 }
 
+/* --- audit tail (streaming) --------------------------------------------- */
+
+static void cs_stream_pump(struct cs_conn *c);
+
+static void cs_on_tail_readable(uv_poll_t *p, int status, int events)
+{
+	struct cs_conn *c = p->data;
+
+	(void)events;
+	if (status < 0) {
+		c->stream_ending = true; /* the eventfd failed: end the stream */
+		c->polling = false;
+		uv_poll_stop(p);
+	}
+	cs_stream_pump(c);
+}
+
+static void cs_poll_set(struct cs_conn *c, bool on)
+{
+	if (on == c->polling || c->closing)
+		return;
+	if (on && uv_poll_start(&c->poll, UV_READABLE, cs_on_tail_readable) < 0) {
+		cs_close(c);
+		return;
+	}
+	if (!on)
+		uv_poll_stop(&c->poll);
+	c->polling = on;
+}
+
+static void cs_on_chunk_written(uv_write_t *req, int status)
+{
+	struct cs_conn *c = cs_container_of(req, struct cs_conn, chunk_req);
+
+	free(c->chunk);
+	c->chunk = NULL;
+	c->chunk_busy = false;
+	if (c->closing)
+		return;
+	uv_timer_stop(&c->timer);
+	if (status < 0 || c->stream_ending) {
+		cs_close(c);
+		return;
+	}
+	cs_poll_set(c, true); /* level-triggered: rows queued meanwhile fire at once */
+}
+
+/* Queue data (taken; may be NULL for the stream head in resp_head). */
+static void cs_chunk_write(struct cs_conn *c, char *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init(data ? data : c->resp_head, (unsigned)len);
+
+	c->chunk = data;
+	c->chunk_busy = true;
+	cs_poll_set(c, false); /* rows wait in the tail's bounded queue meanwhile */
+	/* A client that does not read its chunk in time is dropped. */
+	cs_timer_arm(c, c->server->idle_timeout_ms);
+	if (uv_write(&c->chunk_req, &c->h.stream, &b, 1, cs_on_chunk_written) < 0) {
+		free(c->chunk);
+		c->chunk = NULL;
+		c->chunk_busy = false;
+		cs_close(c);
+	}
+}
+
+struct cs_text {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void cs_text_add(struct cs_text *t, const char *s, size_t n)
+{
+	if (t->oom)
+		return;
+	if (n + 1 > t->cap - t->len) {
+		size_t cap = t->cap ? t->cap : 8192;
+		char *p;
+
+		while (cap - t->len < n + 1)
+			cap *= 2;
+		if (!(p = realloc(t->p, cap))) {
+			t->oom = true;
+			return;
+		}
+		t->p = p;
+		t->cap = cap;
+	}
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
+}
+
+/*
+ * Move up to CS_TAIL_BATCH committed rows into one chunk.  The chunk's
+ * size line is reserved at the front (16 bytes) and filled once the data
+ * is known, so the rows are copied once.
+ */
+static void cs_stream_pump(struct cs_conn *c)
+{
+	static const char dropped[] =
+		"{\"error\":\"tail_dropped\",\"message\":\"this client fell behind the audit log; "
+		"rows were skipped: reconnect, and use GET /v1/audit for the gap\"}\n";
+	struct cs_text t = { 0 };
+	struct store_audit_row row;
+	char size_line[17];
+	size_t data_len, skip;
+	int r = 0, n = 0;
+
+	if (c->chunk_busy || c->closing)
+		return;
+	cs_text_add(&t, "                ", 16);
+	while (!c->stream_ending && n < CS_TAIL_BATCH &&
+	       (r = audit_tail_next(c->tail, 0, &row)) == 0) {
+		char *line = audit_row_json(&row);
+
+		if (!line) {
+			t.oom = true;
+			break;
+		}
+		cs_text_add(&t, line, strlen(line));
+		cs_text_add(&t, "\n", 1);
+		free(line);
+		n++;
+	}
+	if (r == AUDIT_TAIL_DROPPED)
+		cs_text_add(&t, dropped, sizeof(dropped) - 1);
+	if (r == AUDIT_TAIL_DROPPED || (r < 0 && r != -ETIMEDOUT) || t.oom)
+		c->stream_ending = true; /* dropped, writer closed, or no memory */
+	if (t.oom) {
+		free(t.p);
+		cs_close(c);
+		return;
+	}
+	data_len = t.len - 16;
+	if (data_len == 0 && !c->stream_ending) {
+		free(t.p);
+		cs_poll_set(c, true);
+		return;
+	}
+	/* "SIZE\r\n" right-aligned into the reserved 16 bytes, then "\r\n";
+	 * the unused front of the reserve is cut off. */
+	skip = 16;
+	if (data_len > 0) {
+		int k = snprintf(size_line, sizeof(size_line), "%zx\r\n", data_len);
+
+		skip = 16 - (size_t)k;
+		memcpy(t.p + skip, size_line, (size_t)k);
+		cs_text_add(&t, "\r\n", 2);
+	}
+	if (c->stream_ending)
+		cs_text_add(&t, "0\r\n\r\n", 5);
+	if (t.oom) {
+		free(t.p);
+		cs_close(c);
+		return;
+	}
+	memmove(t.p, t.p + skip, t.len - skip);
+	cs_chunk_write(c, t.p, t.len - skip);
+}
+
+/* The handler said 200 with a tail filter: subscribe, send the head, stream. */
+static void cs_stream_start(struct cs_conn *c)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\n"
+				   "Content-Type: application/x-ndjson\r\n"
+				   "Transfer-Encoding: chunked\r\n"
+				   "Cache-Control: no-store\r\n"
+				   "Connection: close\r\n\r\n";
+	struct control_server *s = c->server;
+	int r;
+
+	if (!s->audit) {
+		cs_reply_error(c, 503, "the audit log is not available on this server", true);
+		return;
+	}
+	if (s->n_tails >= CONTROL_SERVER_TAILS_MAX) {
+		cs_reply_error(c, 503, "too many audit tails are open; try again later", true);
+		return;
+	}
+	r = audit_tail_subscribe(s->audit, &c->resp.tail->filter, CONTROL_SERVER_TAIL_QUEUE,
+				 &c->tail);
+	if (r < 0) {
+		cs_reply_error(c, 503, r == -EMFILE ? "too many audit tails are open; try again later"
+						    : "the audit log cannot be tailed now",
+			       true);
+		return;
+	}
+	s->n_tails++;
+	if ((r = uv_poll_init(s->loop, &c->poll, audit_tail_fd(c->tail))) < 0) {
+		log_event(LOG_LEVEL_ERROR, "control_tail_failed", "error", uv_strerror(r));
+		audit_tail_close(c->tail);
+		c->tail = NULL;
+		s->n_tails--;
+		cs_reply_error(c, 500, "the broker failed; see its log", true);
+		return;
+	}
+	c->poll.data = c;
+	c->poll_open = true;
+	c->open_handles++;
+	c->state = CS_STREAMING;
+	c->close_after = true;
+	c->lingered = 0;
+	cs_log_access(c);
+	cs_release_response(c); /* the subscription copied the filter */
+	memcpy(c->resp_head, head, sizeof(head) - 1);
+	cs_chunk_write(c, NULL, sizeof(head) - 1);
+	cs_read_start(c); /* to notice the client leave */
+}
+
 static void cs_after_work(uv_work_t *w, int status)
 {
 	struct cs_conn *c = cs_container_of(w, struct cs_conn, work);
@@ -580,6 +818,13 @@ static void cs_after_work(uv_work_t *w, int status)
 			log_end(&l);
 		}
 		cs_reply_error(c, 500, "the broker failed; see its log", false);
+		return;
+	}
+	if (c->resp.status == 200 && c->resp.tail && !c->head_method) {
+		if (c->server->shutting_down)
+			cs_reply_error(c, 503, "the broker is shutting down", true);
+		else
+			cs_stream_start(c);
 		return;
 	}
 	cs_send(c);
@@ -1119,6 +1364,7 @@ int control_server_start(uv_loop_t *loop, const struct control_server_options *o
 	s->master_key = opts->master_key;
 	s->max_connections = opts->max_connections;
 	s->idle_timeout_ms = opts->idle_timeout_ms;
+	s->audit = opts->audit;
 	s->generation = atomic_fetch_add(&cs_generations, 1) + 1;
 	if ((r = cs_limits(&s->limits)) < 0) {
 		free(s);
@@ -1219,6 +1465,9 @@ static void cs_shutdown_conn(struct cs_conn *c)
 		break;
 	case CS_WRITING:
 		c->close_after = true;
+		break;
+	case CS_STREAMING:
+		cs_close(c); /* the client sees the stream end without its last chunk */
 		break;
 	}
 }

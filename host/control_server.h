@@ -18,8 +18,20 @@
  * idle_timeout_ms, is closed; connections beyond max_connections are
  * accepted and closed at once.
  *
+ * Audit tail (GET /v1/audit/tail, docs/api.md): when the handler answers
+ * 200 with a tail filter, the connection subscribes to the audit writer
+ * (audit_tail_subscribe) and streams each committed merged row matching
+ * it as one JSON line, Transfer-Encoding: chunked, until the client goes
+ * away, the writer drops it (it fell behind: a last line
+ * {"error": "tail_dropped", ...}) or the server shuts down.  The loop never
+ * waits for a tail: rows wait in the subscription's bounded queue
+ * (CONTROL_SERVER_TAIL_QUEUE) while a chunk is being written; a client
+ * that does not read a chunk within idle_timeout_ms is closed.  At most
+ * CONTROL_SERVER_TAILS_MAX tails at once (503 beyond).
+ *
  * One access log line per request: method, path (never the query), status,
  * duration in µs, caller kind.  Never a body, query or Authorization value.
+ * A tail is logged when its stream starts.
  *
  * Contract:
  *   - Loop affinity: every function runs on the loop thread.
@@ -55,10 +67,14 @@
 
 #include "master_key.h"
 
+struct audit_writer;
+
 /* Request head cap: request line, fields, final CRLF. */
 #define CONTROL_SERVER_HEAD_MAX 16384u
 #define CONTROL_SERVER_REQUEST_LINE_MAX 8192u
 #define CONTROL_SERVER_HEADERS_MAX 64u
+#define CONTROL_SERVER_TAILS_MAX 16u
+#define CONTROL_SERVER_TAIL_QUEUE 1024u  /* rows a tail may fall behind */
 
 struct control_server;
 
@@ -69,6 +85,7 @@ struct control_server_options {
 	const struct sockaddr *listen;         /* NULL: no TCP listener */
 	unsigned max_connections;
 	uint64_t idle_timeout_ms;
+	struct audit_writer *audit;            /* borrowed; NULL: the tail answers 503 */
 };
 
 typedef void (*control_server_done_cb)(struct control_server *server, int status, void *data);

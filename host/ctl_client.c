@@ -536,6 +536,8 @@ struct ctl_rx {
 	size_t body_cap;
 	size_t body_max;      /* the request's max_response */
 	bool eof;
+	const struct ctl_request *stream; /* streaming a 200 to stream->on_data */
+	int stream_r;         /* on_data's negative return */
 };
 
 static enum http1_method ctl_method_id(const char *m)
@@ -642,7 +644,13 @@ static int ctl_rx_body(struct ctl_rx *rx, const struct http1_head *h,
 		r = http1_body_decode(&b, rx->raw + off, rx->raw_len - off, &consumed, &doff, &dlen);
 		if (r < 0)
 			return r;
-		if (dlen > 0 && (t = ctl_rx_take(rx, rx->raw + off + doff, dlen)) < 0)
+		if (dlen > 0 && rx->stream &&
+		    (t = rx->stream->on_data(rx->stream->userdata,
+					     (const char *)rx->raw + off + doff, dlen)) < 0) {
+			rx->stream_r = t;
+			return t;
+		}
+		if (dlen > 0 && !rx->stream && (t = ctl_rx_take(rx, rx->raw + off + doff, dlen)) < 0)
 			return t;
 		/* Done: stop reading, even if the peer keeps the connection. */
 		if (r == HTTP1_DONE)
@@ -689,6 +697,12 @@ static int ctl_receive(struct ctl_rx *rx, const char *method, struct ctl_respons
 		return r;
 	resp->status = p.head.status;
 	ctl_copy_allow(&p.head, rx->raw, resp->allow, sizeof(resp->allow));
+	if (rx->stream && resp->status == 200) {
+		rx->deadline = INT64_MAX; /* a stream lasts as long as it lasts */
+		limits.max_body = HTTP1_DEFAULT_MAX_BODY; /* no cap: rows come one line at a time */
+	} else {
+		rx->stream = NULL;
+	}
 	if ((r = ctl_rx_body(rx, &p.head, &limits, head_len)) < 0)
 		return r;
 	if ((r = ctl_rx_take(rx, (const uint8_t *)"", 0)) < 0) /* NUL-terminate */
@@ -733,6 +747,7 @@ int ctl_client_call(const struct ctl_endpoint *ep, const struct ctl_request *req
 		return ctl_fail(err, err_size, -EINVAL,
 				"the API key holds characters an HTTP header cannot carry");
 	rx.deadline = ctl_now_ms() + (timeout_ms > 0 ? timeout_ms : CTL_CLIENT_DEFAULT_TIMEOUT_MS);
+	rx.stream = req->on_data ? req : NULL;
 	rx.body_max = req->max_response ? req->max_response : CTL_CLIENT_MAX_RESPONSE;
 	if (rx.body_max > CTL_CLIENT_MAX_RESPONSE_LIMIT)
 		return ctl_fail(err, err_size, -EINVAL, "invalid request");
@@ -759,7 +774,11 @@ int ctl_client_call(const struct ctl_endpoint *ep, const struct ctl_request *req
 		goto out;
 	}
 	if ((r = ctl_receive(&rx, req->method, &resp)) < 0) {
-		if (send_r < 0)
+		if (rx.stream_r < 0) {
+			if (err_size > 0)
+				err[0] = '\0';
+			r = rx.stream_r;
+		} else if (send_r < 0)
 			r = ctl_fail(err, err_size, send_r, "sending to %s: %m", ep->display);
 		else
 			r = ctl_rx_fail(ep, &rx, r, timeout_ms, err, err_size);

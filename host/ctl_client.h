@@ -89,6 +89,14 @@ struct ctl_request {
 	bool has_body;            /* sends Content-Type and Content-Length */
 	size_t max_response;      /* content cap; 0 = CTL_CLIENT_MAX_RESPONSE, at most
 				   * CTL_CLIENT_MAX_RESPONSE_LIMIT (audit export) */
+	/* Streaming (GET /v1/audit/tail): with on_data set, a 200's content
+	 * is handed to on_data piece by piece as it is decoded, with no
+	 * deadline once the head arrived (timeout_ms bounds connect, send
+	 * and the head), and resp->body stays empty; any other status is
+	 * read whole as usual.  A negative return from on_data stops the
+	 * call, which returns it (err ""). */
+	int (*on_data)(void *userdata, const char *data, size_t len);
+	void *userdata;
 };
 
 struct ctl_response {

@@ -153,6 +153,15 @@ struct egress_http {
 	bool no_reuse;               /* the engine closed for a reason other than a guest EOF */
 	uint8_t *pending;            /* guest bytes read with the GuestOpen frame */
 	size_t pending_len, pending_off;
+	/* The current exchange's audit row, written (fail closed) before the
+	 * request went out or was denied; completed (audit.h "Completions") at
+	 * REQUEST_DONE, or at close for a tunnel or an exchange cut short.
+	 * At most one exchange is in flight per stream (egress_proxy.h). */
+	struct store_audit_row *audit_row;
+	uint64_t audit_start_ns;     /* REQUEST_HEAD, uv_hrtime() */
+	struct egress_proxy_stats audit_base; /* stream counters at REQUEST_HEAD */
+	bool audit_tunnel;           /* a 101: complete at close, tunnel bytes added */
+	uint64_t audit_up, audit_down; /* tunnel: the upgrade exchange's body bytes */
 };
 
 struct eh_verdict_job {
@@ -256,8 +265,8 @@ static int64_t eh_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Worker: the sandbox's attribution, then the row (no wait: nothing is
- * held back for it, the connection is already refused). */
+/* Worker: the sandbox's attribution, then the row (written on this worker;
+ * nothing waits for it: the connection is already refused). */
 static void eh_row_work(uv_work_t *w)
 {
 	struct eh_row_job *job = w->data;
@@ -273,7 +282,7 @@ static void eh_row_work(uv_work_t *w)
 		snprintf(row->external_workspace_id, sizeof(row->external_workspace_id), "%s",
 			 sb.external_workspace_id);
 	}
-	egress_verdict_submit_row(job->c->gw, row);
+	(void)egress_verdict_write_row(job->c->gw, row);
 }
 
 static void eh_row_done(uv_work_t *w, int status)
@@ -967,6 +976,67 @@ static void eh_up_start(struct egress_http *hs)
 	eh_up_unref(up);
 }
 
+/* ---- audit completions (loop) -------------------------------------------- */
+
+static int64_t eh_audit_elapsed_us(const struct egress_http *hs)
+{
+	return (int64_t)((uv_hrtime() - hs->audit_start_ns) / 1000);
+}
+
+/* REQUEST_DONE: complete the exchange's row, or keep it for a tunnel. */
+static void eh_audit_exchange_done(struct egress_http *hs, const struct egress_proxy_exchange *x)
+{
+	if (!hs->audit_row)
+		return;
+	if (x->status == 101) {
+		hs->audit_tunnel = true;
+		hs->audit_up = x->up_body;
+		hs->audit_down = x->down_body;
+		return;
+	}
+	/* Content bytes (framing and heads excluded): what the request and
+	 * the response carried, comparable across HTTP/1.1 framings. */
+	egress_verdict_submit_completion(hs->c->gw, hs->audit_row, x->status, x->up_body,
+					 x->down_body, eh_audit_elapsed_us(hs));
+	free(hs->audit_row);
+	hs->audit_row = NULL;
+}
+
+/* The stream ends: a tunnel's row gets its relayed bytes; an exchange cut
+ * short (guest gone, stream closed) what went through, status 0. */
+static void eh_audit_stream_end(struct egress_http *hs)
+{
+	struct egress_proxy_stats st = { 0 };
+	uint64_t up, down;
+
+	if (!hs->audit_row)
+		return;
+	if (hs->px)
+		egress_proxy_get_stats(hs->px, &st);
+	if (hs->audit_tunnel) {
+		up = hs->audit_up + st.tunnel_up;
+		down = hs->audit_down + st.tunnel_down;
+	} else {
+		up = st.up_bytes - hs->audit_base.up_bytes;
+		down = st.down_bytes - hs->audit_base.down_bytes;
+	}
+	egress_verdict_submit_completion(hs->c->gw, hs->audit_row, hs->audit_tunnel ? 101 : 0,
+					 up, down, eh_audit_elapsed_us(hs));
+	free(hs->audit_row);
+	hs->audit_row = NULL;
+}
+
+/* A written row (id set): from now on this exchange owes a completion. */
+static void eh_audit_take_row(struct egress_http *hs, struct gw_verdict *v)
+{
+	if (!v->row || v->row->id <= 0)
+		return;
+	free(hs->audit_row);
+	hs->audit_row = v->row;
+	hs->audit_tunnel = false;
+	v->row = NULL;
+}
+
 /* ---- verdicts (worker) --------------------------------------------------- */
 
 static void eh_verdict_work(uv_work_t *w)
@@ -993,8 +1063,11 @@ static void eh_verdict_done(uv_work_t *w, int status)
 	int r;
 
 	hs->verdict_pending = false;
-	if (c->closing)
+	if (c->closing) {
+		eh_audit_take_row(hs, v);
+		eh_audit_stream_end(hs); /* the guest went away before the answer */
 		goto out;
+	}
 	if (status < 0 || v->r < 0) {
 		eh_log(hs, LOG_LEVEL_ERROR, "egress_verdict_failed", NULL, status < 0 ? status : v->r);
 		eh_deny(hs, 500, "MIOSA-Egress-Error", "internal-error",
@@ -1027,6 +1100,7 @@ static void eh_verdict_done(uv_work_t *w, int status)
 			log_end(&l);
 		}
 	}
+	eh_audit_take_row(hs, v);
 	/* forward() copied the head: wipe the swapped values now. */
 	egress_verdict_clear(v);
 	eh_drive(hs);
@@ -1055,6 +1129,8 @@ static void eh_on_request_head(struct egress_http *hs, const struct egress_proxy
 	job->v.head_bytes = ev->head_bytes;
 	job->v.audit_allow_now = true;
 	job->work.data = job;
+	hs->audit_start_ns = uv_hrtime();
+	egress_proxy_get_stats(hs->px, &hs->audit_base);
 	if ((r = uv_queue_work(c->gw->loop, &job->work, eh_verdict_work, eh_verdict_done)) < 0) {
 		free(job);
 		eh_deny(hs, 500, "MIOSA-Egress-Error", "internal-error", NULL);
@@ -1080,6 +1156,7 @@ static void eh_on_event(struct egress_http *hs, const struct egress_proxy_event 
 	case EGRESS_PROXY_EV_REQUEST_DONE:
 		hs->awaiting = false;
 		eh_up_arm(hs);
+		eh_audit_exchange_done(hs, ev->exchange);
 		if (log_begin(&l, LOG_LEVEL_DEBUG, "egress_exchange_done")) {
 			log_str(&l, "sandbox", hs->c->sb->id);
 			log_str(&l, "host", hs->name);
@@ -1328,6 +1405,8 @@ void egress_http_close(struct gw_conn *c)
 {
 	struct egress_http *hs = c->http;
 
+	if (hs)
+		eh_audit_stream_end(hs);
 	if (hs && hs->up && !eh_pool_park(hs))
 		eh_up_close(hs->up);
 }
@@ -1338,6 +1417,7 @@ void egress_http_free(struct gw_conn *c)
 
 	if (!hs)
 		return;
+	free(hs->audit_row); /* completed in egress_http_close() */
 	egress_proxy_free(hs->px);
 	SSL_free(hs->guest.ssl);
 	free(hs->guest.cipher);

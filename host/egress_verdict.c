@@ -10,15 +10,15 @@
  *   policy_record_observed → swap_request_head (HTTP) → allow row written
  *
  * When the row is written (fail closed, B5): at the verdict, BEFORE the
- * request is forwarded, with audit_submit_wait() (the worker waits for the
- * writer's group commit, ~batch_ms).  A request whose row was not
- * committed is not forwarded (503 MIOSA-Audit-Error).  The price: an HTTP
- * row carries the verdict (action, rules, swapped/flagged names, host,
- * method, redacted path, ids) but no response status, bytes or duration:
- * the log is a hash chain, so a row cannot be completed later, and writing
- * it only at REQUEST_DONE would forward requests nobody had audited yet.
- * (A deny row carries its 403.)  TCP connections (no request to hold back)
- * get their row at close with bytes and duration; a denied one at once.
+ * request is forwarded or the connection opened, with audit_submit_wait()
+ * (the worker waits for the writer's commit).  A request whose row was not
+ * committed is not forwarded (503 MIOSA-Audit-Error), a connection not
+ * opened (refused "audit-unavailable").  The row carries the verdict
+ * (action, rules, swapped/flagged names, host, method, redacted path, ids;
+ * a deny row its 403); what happened next (status, bytes, duration) comes
+ * in a completion the loop submits without waiting when the exchange or
+ * connection ends (egress_verdict_submit_completion(), audit.h
+ * "Completions").  A denied TCP connection ends at once: no completion.
  *
  * Store handles: one (vault, tenancy, policy) triple per threadpool thread,
  * opened on its first job and kept (like control_server): opening costs
@@ -142,14 +142,17 @@ static void gw_row_init(struct store_audit_row *row, const struct tenancy_sandbo
 	row->n_rules = v->rule[0] ? 1 : 0;
 }
 
-static int gw_row_write(struct guest_gateway *gw, const struct store_audit_row *row)
+/* Write row and wait for its commit; row->id is set on success. */
+static int gw_row_write(struct guest_gateway *gw, struct store_audit_row *row, unsigned flags)
 {
 	int64_t id;
 	int r;
 
 	if (!gw->opts.audit)
 		return -ENOTCONN;
-	if ((r = audit_submit_wait(gw->opts.audit, row, &id)) < 0) {
+	if ((r = audit_submit_wait_flags(gw->opts.audit, row, flags, &id)) == 0)
+		row->id = id;
+	else {
 		struct log_line l;
 
 		if (log_begin(&l, LOG_LEVEL_ERROR, "audit_write_failed")) {
@@ -162,17 +165,37 @@ static int gw_row_write(struct guest_gateway *gw, const struct store_audit_row *
 	return r;
 }
 
-void egress_verdict_submit_row(struct guest_gateway *gw, const struct store_audit_row *row)
+int egress_verdict_write_row(struct guest_gateway *gw, struct store_audit_row *row)
 {
-	int r = gw->opts.audit ? audit_submit(gw->opts.audit, row, NULL, NULL) : -ENOTCONN;
+	return gw_row_write(gw, row, 0);
+}
 
+void egress_verdict_submit_completion(struct guest_gateway *gw, const struct store_audit_row *row,
+				      uint16_t status, uint64_t bytes_up, uint64_t bytes_down,
+				      int64_t duration_us)
+{
+	struct store_audit_completion comp = {
+		.request_id = row->id,
+		.time_us = gw_now_us(),
+		.status = status,
+		.bytes_up = bytes_up > INT64_MAX ? INT64_MAX : (int64_t)bytes_up,
+		.bytes_down = bytes_down > INT64_MAX ? INT64_MAX : (int64_t)bytes_down,
+		.duration_us = duration_us < 0 ? 0 : duration_us,
+	};
+	int r;
+
+	/* No wait: the exchange is over and the guest already has its answer;
+	 * a completion lost here leaves the row with status unknown. */
+	r = gw->opts.audit ? audit_complete(gw->opts.audit, &comp, NULL, NULL) : -ENOTCONN;
 	if (r < 0) {
 		struct log_line l;
 
-		if (log_begin(&l, LOG_LEVEL_ERROR, "audit_write_failed")) {
+		if (log_begin(&l, LOG_LEVEL_ERROR, "audit_completion_failed")) {
 			log_str(&l, "sandbox", row->sandbox_id);
 			log_str(&l, "host", row->host);
+			log_int(&l, "row", row->id);
 			log_errno(&l, r);
+			log_str(&l, "reason", "the row keeps status unknown, ignoring");
 			log_end(&l);
 		}
 	}
@@ -225,7 +248,7 @@ void egress_verdict_run(struct guest_gateway *gw, struct gw_verdict *v)
 		snprintf(v->row->reason, sizeof(v->row->reason), "host-not-allowed");
 		/* The guest gets its 403 / refusal whether or not this row lands:
 		 * nothing goes out either way. */
-		if (gw_row_write(gw, v->row) < 0)
+		if (gw_row_write(gw, v->row, v->head ? AUDIT_SUBMIT_AWAIT_COMPLETION : 0) < 0)
 			v->audit_failed = true;
 		r = 0;
 		goto out;
@@ -251,7 +274,7 @@ void egress_verdict_run(struct guest_gateway *gw, struct gw_verdict *v)
 		for (size_t i = 0; i < v->swap->flagged.n; i++)
 			gw_row_add(v->row->flagged, &v->row->n_flagged, v->swap->flagged.name[i]);
 	}
-	if (v->audit_allow_now && gw_row_write(gw, v->row) < 0)
+	if (v->audit_allow_now && gw_row_write(gw, v->row, AUDIT_SUBMIT_AWAIT_COMPLETION) < 0)
 		v->audit_failed = true;
 	r = 0;
 out:

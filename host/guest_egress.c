@@ -62,8 +62,8 @@ struct gw_egress {
 	bool up_shut, guest_shut;    /* our write side shut */
 	uint8_t *pending;
 	size_t pending_len;
-	/* The connection's audit row (policy decided at open), written at
-	 * close with bytes and duration. */
+	/* The connection's audit row, written (fail closed) at open; its
+	 * completion (bytes, duration) is submitted at close. */
 	struct store_audit_row *row;
 	uint64_t start_ms;
 	int64_t bytes_up, bytes_down;
@@ -166,6 +166,11 @@ static void gw_tcp_verdict_done(uv_work_t *w, int status)
 		gw_send_open_result(c, false, "host-not-allowed");
 		goto out;
 	}
+	if (v->audit_failed) {
+		/* Fail closed: a connection that could not be audited is not opened. */
+		gw_send_open_result(c, false, "audit-unavailable");
+		goto out;
+	}
 	if (gw_send_open_result(c, true, NULL) < 0)
 		goto out;
 	gw_sniff_start(c, v, job->rest, job->rest_len);
@@ -179,7 +184,8 @@ out:
 /*
  * Ports 80 and 443: the HTTP proxy, whose policy runs per request.  Other
  * ports: the policy runs now, before OpenResult (enforce + not allowed:
- * REFUSED "host-not-allowed"); then the first bytes decide (header comment).
+ * REFUSED "host-not-allowed"; a row that could not be written:
+ * "audit-unavailable"); then the first bytes decide (header comment).
  */
 static void gw_egress_route(struct gw_conn *c, const char *name, uint16_t port,
 			    const uint8_t *rest, size_t rest_len)
@@ -206,6 +212,7 @@ static void gw_egress_route(struct gw_conn *c, const char *name, uint16_t port,
 	snprintf(job->v.host, sizeof(job->v.host), "%s", name);
 	job->v.port = port;
 	job->v.scheme = STORE_AUDIT_TCP;
+	job->v.audit_allow_now = true;
 	job->work.data = job;
 	if ((r = uv_queue_work(c->gw->loop, &job->work, gw_tcp_verdict_work,
 			       gw_tcp_verdict_done)) < 0) {
@@ -589,8 +596,12 @@ static void gw_sniff_decide(struct gw_conn *c, enum tls_sniff_verdict verdict)
 		gw_relay_resolve(c);
 		return;
 	}
-	/* HTTPS: every request gets its own row; the connection's is dropped. */
+	/* HTTPS: every request gets its own row; the connection's row (written
+	 * at open) is completed now, before the proxy takes the stream over. */
 	snprintf(name, sizeof(name), "%s", eg->name);
+	if (eg->row)
+		egress_verdict_submit_completion(c->gw, eg->row, 0, 0, 0,
+						 (int64_t)(uv_now(c->gw->loop) - eg->start_ms) * 1000);
 	free(eg->row);
 	free(eg);
 	c->eg = NULL;
@@ -685,10 +696,9 @@ void gw_egress_close(struct gw_conn *c)
 	if (!eg)
 		return;
 	if (eg->row) {
-		eg->row->bytes_up = eg->bytes_up;
-		eg->row->bytes_down = eg->bytes_down;
-		eg->row->duration_us = (int64_t)(uv_now(c->gw->loop) - eg->start_ms) * 1000;
-		egress_verdict_submit_row(c->gw, eg->row);
+		egress_verdict_submit_completion(
+			c->gw, eg->row, 0, (uint64_t)eg->bytes_up, (uint64_t)eg->bytes_down,
+			(int64_t)(uv_now(c->gw->loop) - eg->start_ms) * 1000);
 		free(eg->row);
 		eg->row = NULL;
 	}

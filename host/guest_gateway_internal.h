@@ -210,14 +210,14 @@ struct gw_verdict {
 	int scheme;                      /* enum store_audit_scheme */
 	const struct http1_head *head;   /* NULL: a TCP connection */
 	const uint8_t *head_bytes;
-	bool audit_allow_now;            /* write the allow row now (HTTP) */
+	bool audit_allow_now;            /* write the allow row at the verdict */
 	/* out */
 	int r;                           /* < 0: internal failure (answer 500/refuse) */
 	bool allow;
 	bool audit_failed;               /* fail closed: 503 MIOSA-Audit-Error */
 	char rule[POLICY_RULE_MAX];
 	struct swap_result *swap;        /* allowed HTTP: the head to forward */
-	struct store_audit_row *row;     /* the row (written or to complete) */
+	struct store_audit_row *row;     /* the row; id > 0 once written */
 };
 
 int gw_worker_ctx_get(struct guest_gateway *gw, struct gw_worker_ctx **ret_ctx);
@@ -225,7 +225,13 @@ void gw_worker_ctx_close_all(struct guest_gateway *gw);
 /* Worker: fills v's outputs.  v->row is allocated here (free it). */
 void egress_verdict_run(struct guest_gateway *gw, struct gw_verdict *v);
 void egress_verdict_clear(struct gw_verdict *v);
-/* Loop or worker: submit a completed TCP row (no wait); logs on failure. */
-void egress_verdict_submit_row(struct guest_gateway *gw, const struct store_audit_row *row);
+/* Worker: write a row that needs no completion (a refusal) and wait for its
+ * commit; logs on failure. */
+int egress_verdict_write_row(struct guest_gateway *gw, struct store_audit_row *row);
+/* Loop or worker: submit the completion of row (written, row->id set)
+ * without waiting; logs on failure. */
+void egress_verdict_submit_completion(struct guest_gateway *gw, const struct store_audit_row *row,
+				      uint16_t status, uint64_t bytes_up, uint64_t bytes_down,
+				      int64_t duration_us);
 
 #endif

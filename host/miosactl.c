@@ -1396,9 +1396,7 @@ static int cl_network_mode(struct cl *c, const struct cl_command *cmd, int argc,
 /* ------------------------------------------------------------------ */
 /* audit                                                               */
 
-#define CL_AUDIT_POLL_MS 500
-#define CL_AUDIT_TAIL_PAGE "1000"
-#define CL_AUDIT_TAIL_MAX 20   /* pages read per poll before giving up a burst */
+#define CL_AUDIT_LINE_MAX (1u << 20) /* one tail line (a row is a few KiB) */
 #define CL_AUDIT_EXPORT_MAX (256u << 20)
 
 /* The filters every audit command takes, as query parameters. */
@@ -1453,8 +1451,11 @@ static void cl_format_time_us(json_int_t us, char *out, size_t size)
  * One row as the seeds show it, after its time and sandbox:
  *   TIME SANDBOX [audit] allow api.openai.com HTTP 200 secrets=openai_key
  * A port other than the scheme's default follows the host; a TCP row says
- * TCP; a row without a status shows "-"; an HTTP row that swapped nothing
- * says secrets=none; deny and error rows end with their reason.  Every broker string is sanitized.
+ * TCP; a row without a status shows "-"; an allowed HTTP row that swapped
+ * nothing says secrets=none; deny and error rows show the rules that fired
+ * and end with their reason:
+ *   [audit] deny evil.example HTTP 403 rule=deny:host-not-allowed reason=host-not-allowed
+ * Every broker string is sanitized.
  */
 static void cl_print_audit_row(FILE *out, const json_t *row)
 {
@@ -1486,11 +1487,17 @@ static void cl_print_audit_row(FILE *out, const json_t *row)
 		ctl_output_cell(v, false, name, sizeof(name));
 		fprintf(out, "%s%s", i == 0 ? " secrets=" : ",", name);
 	}
-	/* The seeds show "secrets=none" on an HTTP call that swapped nothing. */
-	if (json_array_size(swapped) == 0 && strcmp(scheme, "tcp") != 0)
+	if (strcmp(action, "allow") != 0) {
+		json_array_foreach(json_object_get(row, "rules"), i, v) {
+			ctl_output_cell(v, false, name, sizeof(name));
+			fprintf(out, "%s%s", i == 0 ? " rule=" : ",", name);
+		}
+		if (strcmp(reason, "-") != 0)
+			fprintf(out, " reason=%s", reason);
+	} else if (json_array_size(swapped) == 0 && strcmp(scheme, "tcp") != 0) {
+		/* The seeds show "secrets=none" on an HTTP call that swapped nothing. */
 		fputs(" secrets=none", out);
-	if (strcmp(action, "allow") != 0 && strcmp(reason, "-") != 0)
-		fprintf(out, " reason=%s", reason);
+	}
 	fputc('\n', out);
 }
 
@@ -1668,62 +1675,83 @@ static int cl_audit_page(struct cl *c, const struct cl_audit_filter *f, const ch
 	return ex;
 }
 
-/*
- * Rows newer than *last_id, printed oldest first; *last_id advances.  Pages
- * back through a burst until it reaches a row already printed (ids grow in
- * commit order, so "newer" is "larger id").
- */
-static int cl_audit_tail_poll(struct cl *c, const struct cl_audit_filter *f, json_int_t *last_id)
+/* The tail stream's reader: complete lines out of the chunks. */
+struct cl_tail {
+	struct cl *c;
+	json_int_t skip_to;          /* rows up to this id were shown by --lines */
+	char *line;
+	size_t len, cap;
+	bool dropped;
+};
+
+/* One JSON line from the stream: a row, or the broker's last word. */
+static int cl_tail_line(struct cl_tail *t, const char *text, size_t len)
 {
-	json_t *fresh = json_array(), *ans = NULL;
-	char cursor[32] = "";
-	json_int_t newest = *last_id;
+	json_error_t jerr;
+	json_t *row = json_loadb(text, len, 0, &jerr);
+	const json_t *error;
 	int ex = CL_EXIT_OK;
-	bool done = false;
 
-	if (!fresh)
-		return cl_error("out of memory");
-	for (int pages = 0; !done && pages < CL_AUDIT_TAIL_MAX; pages++) {
-		const json_t *rows, *next, *row;
-		size_t i;
+	if (!json_is_object(row)) {
+		json_decref(row);
+		return cl_error("the audit tail from %s sent a line that is not a JSON object",
+				t->c->ep.display);
+	}
+	if ((error = json_object_get(row, "error"))) {
+		char msg[CTL_TEXT_MAX];
 
-		if ((ex = cl_audit_page(c, f, CL_AUDIT_TAIL_PAGE, cursor[0] ? cursor : NULL,
-					&ans)) != CL_EXIT_OK)
-			break;
-		rows = json_object_get(ans, "rows");
-		json_array_foreach(rows, i, row) {
-			json_int_t id = json_integer_value(json_object_get(row, "id"));
-
-			if (id <= *last_id) {
-				done = true;
-				break;
-			}
-			newest = id > newest ? id : newest;
-			json_array_append(fresh, (json_t *)row);
+		ctl_output_cell(json_object_get(row, "message"), false, msg, sizeof(msg));
+		fprintf(stderr, "miosactl: audit tail: %s\n", msg);
+		t->dropped = true;
+	} else if (json_integer_value(json_object_get(row, "id")) > t->skip_to) {
+		if (t->c->json) {
+			/* The broker's line as it came. */
+			if (fwrite(text, 1, len, stdout) != len || putchar('\n') == EOF)
+				ex = cl_error("cannot write to standard output");
+		} else {
+			cl_print_audit_row(stdout, row);
 		}
-		next = json_object_get(ans, "next_cursor");
-		if (!json_is_string(next) || strlen(json_string_value(next)) >= sizeof(cursor))
-			done = true;
-		else
-			snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
-		json_decref(ans);
-		ans = NULL;
 	}
-	if (ex == CL_EXIT_OK && !done)
-		fprintf(stderr, "miosactl: audit tail fell behind; some rows were skipped\n");
-	if (ex == CL_EXIT_OK && (ex = cl_print_audit_rows(c, fresh, true)) == CL_EXIT_OK) {
-		*last_id = newest;
-		if (fflush(stdout) != 0)
-			ex = cl_error("cannot write to standard output");
-	}
-	json_decref(fresh);
+	json_decref(row);
 	return ex;
 }
 
+/* ctl_request.on_data: split the decoded stream into lines. */
+static int cl_tail_data(void *userdata, const char *data, size_t len)
+{
+	struct cl_tail *t = userdata;
+
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] != '\n') {
+			if (t->len == CL_AUDIT_LINE_MAX) {
+				cl_error("the audit tail from %s sent a line over %u bytes",
+					 t->c->ep.display, CL_AUDIT_LINE_MAX);
+				return -EPROTO;
+			}
+			if (t->len == t->cap) {
+				size_t cap = t->cap ? t->cap * 2 : 8192;
+				char *p = realloc(t->line, cap);
+
+				if (!p)
+					return -ENOMEM;
+				t->line = p;
+				t->cap = cap;
+			}
+			t->line[t->len++] = data[i];
+			continue;
+		}
+		if (t->len > 0 && cl_tail_line(t, t->line, t->len) != CL_EXIT_OK)
+			return -EIO;
+		t->len = 0;
+	}
+	return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
 /*
- * Polling for now (the API has no streaming route yet): the last --lines
- * rows, then every CL_AUDIT_POLL_MS the rows committed since, until
- * interrupted.
+ * The last --lines rows from GET /v1/audit, then GET /v1/audit/tail: the
+ * broker streams each committed row (an HTTP request once its completion
+ * committed, so with its status) as a JSON line, until interrupted.  A row
+ * committed between the two calls is not shown.
  */
 static int cl_audit_tail(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
 {
@@ -1734,32 +1762,56 @@ static int cl_audit_tail(struct cl *c, const struct cl_command *cmd, int argc, c
 		{ "lines", CL_OPT_STR, &lines },
 		{ NULL, 0, NULL },
 	};
-	const struct timespec pause = { 0, CL_AUDIT_POLL_MS * 1000000L };
-	json_int_t last_id = 0;
+	struct cl_tail tail = { .c = c };
+	struct ctl_request req = { .method = "GET", .on_data = cl_tail_data, .userdata = &tail };
+	struct ctl_response resp = { 0 };
+	char err[CTL_ERR_MAX];
+	struct ctl_target t;
 	json_t *ans = NULL;
 	uint32_t n_lines;
-	int ex;
+	int ex, r;
 
 	if ((ex = cl_parse_args(c, cmd, argc, argv, opts, NULL, 0, 0, NULL)) != 0)
 		return ex == CL_HELP_DONE ? CL_EXIT_OK : ex;
 	if (!cl_parse_u32(lines, 0, 1000, &n_lines))
 		return cl_usage_error(cmd, "--lines '%s' is not 0..1000", lines);
-	/* The starting point: the newest matching row; the --lines before it
-	 * are shown first. */
-	if ((ex = cl_audit_page(c, &f, n_lines ? lines : "1", NULL, &ans)) != CL_EXIT_OK)
-		return ex;
-	last_id = json_integer_value(json_object_get(json_array_get(json_object_get(ans, "rows"), 0),
-						     "id"));
-	if (n_lines)
+	if (n_lines) {
+		if ((ex = cl_audit_page(c, &f, lines, NULL, &ans)) != CL_EXIT_OK)
+			return ex;
+		tail.skip_to = json_integer_value(
+			json_object_get(json_array_get(json_object_get(ans, "rows"), 0), "id"));
 		ex = cl_print_audit_rows(c, json_object_get(ans, "rows"), true);
-	json_decref(ans);
-	if (ex == CL_EXIT_OK && fflush(stdout) != 0)
-		ex = cl_error("cannot write to standard output");
-	while (ex == CL_EXIT_OK) {
-		nanosleep(&pause, NULL);
-		ex = cl_audit_tail_poll(c, &f, &last_id);
+		json_decref(ans);
+		if (ex == CL_EXIT_OK && fflush(stdout) != 0)
+			ex = cl_error("cannot write to standard output");
+		if (ex != CL_EXIT_OK)
+			return ex;
 	}
-	return ex;
+	ctl_target_init(&t);
+	ctl_target_add(&t, "/v1/audit/tail");
+	cl_audit_query(&t, &f);
+	if (!(req.target = ctl_target_get(&t)))
+		return cl_error("request path too long");
+	if (c->ep.transport == CTL_TRANSPORT_TCP)
+		req.bearer = c->api_key;
+	r = ctl_client_call(&c->ep, &req, c->timeout_ms, &resp, err, sizeof(err));
+	free(tail.line);
+	if (r < 0 && err[0])
+		return cl_error("%s", err);
+	if (r < 0)
+		return CL_EXIT_FAIL; /* the line reader said why */
+	if (resp.status >= 400) {
+		cl_print_api_error(c, &resp);
+		ctl_response_free(&resp);
+		return CL_EXIT_FAIL;
+	}
+	ctl_response_free(&resp);
+	if (resp.status != 200)
+		return cl_error("unexpected HTTP %d from %s", resp.status, c->ep.display);
+	/* The stream only ends when the broker ends it. */
+	if (!tail.dropped)
+		fprintf(stderr, "miosactl: the broker at %s ended the audit tail\n", c->ep.display);
+	return CL_EXIT_FAIL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2392,8 +2444,11 @@ static const struct cl_command cl_commands[] = {
 	  "                [--tenant T]",
 	  "Print the last --lines matching rows (default 10, 0 for none), oldest\n"
 	  "first, then every new row as it is committed, in the `audit ls` format\n"
-	  "(--json: one JSON object per line), until interrupted.  For now this polls\n"
-	  "the API every 500 ms; a streaming route will replace the polling.\n" },
+	  "(--json: the broker's JSON lines as they come), until interrupted.  The\n"
+	  "rows are streamed (GET /v1/audit/tail): an HTTP request shows once its\n"
+	  "response was relayed, with its status (HTTP -: no completion within a few\n"
+	  "seconds).  Exits 1 if the broker ends the stream or drops a tail that\n"
+	  "fell behind.\n" },
 	{ "audit", "verify", cl_audit_verify, "audit verify",
 	  "Check the audit log's hash chain (Unix socket only).  Exit status 0 when\n"
 	  "every row links to the one before and its hash recomputes; 1 with the\n"

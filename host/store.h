@@ -105,6 +105,14 @@ __attribute__((warn_unused_result)) int store_begin_write(struct store *st);
 __attribute__((warn_unused_result)) int store_commit(struct store *st);
 /* Best effort and idempotent: nothing to do when no transaction is open. */
 void store_rollback(struct store *st);
+/*
+ * Durability of this connection's next commits: full (the default) syncs
+ * the WAL at every commit, so a commit survives power loss; !full
+ * (synchronous=NORMAL) does not, and such a commit survives a process
+ * crash (SIGKILL) but may be lost with power, always as a suffix: the next
+ * full commit syncs everything before it.  Outside a transaction.
+ */
+__attribute__((warn_unused_result)) int store_set_sync_full(struct store *st, bool full);
 
 /*
  * Is the connection idle: no transaction open and no statement stepped but
@@ -364,8 +372,9 @@ int store_policy_hit_delete(struct store *st, enum store_policy_hits which,
 			    const char *sandbox_id, const char *host, uint16_t port);
 
 /*
- * Audit rows (audit.h; migration 5).  Append-only; the audit writer is the
- * only caller of store_audit_insert().  Strings are NUL-terminated; unset
+ * Audit rows (audit.h; migration 5) and their completions (migration 6).
+ * Append-only; the audit writer is the only caller of store_audit_insert()
+ * and store_audit_completion_insert().  Strings are NUL-terminated; unset
  * external ids are "" (stored as NULL).  Lists hold names only, never a
  * value.  Readers re-check every column against these limits (-EUCLEAN).
  */
@@ -406,6 +415,27 @@ struct store_audit_row {
 	int64_t duration_us;
 	uint8_t prev_hash[STORE_AUDIT_HASH_BYTES];
 	uint8_t row_hash[STORE_AUDIT_HASH_BYTES];
+	/* Merged reads (store_audit_query): the id of the completion whose
+	 * status, bytes and duration replaced the row's own, 0 = none.  Not
+	 * stored with the row and not hashed; ignored by store_audit_insert(). */
+	int64_t completion_id;
+};
+
+/*
+ * A completion (migration 6): what became of request row request_id once
+ * its exchange ended.  A link of the same chain as the rows (one id
+ * sequence over both), hashed by audit_completion_hash().
+ */
+struct store_audit_completion {
+	int64_t id;                   /* assigned by the writer */
+	int64_t request_id;           /* the row it completes, < id */
+	int64_t time_us;              /* when the exchange ended */
+	uint16_t status;              /* 0 = no response reached the guest */
+	int64_t bytes_up;
+	int64_t bytes_down;
+	int64_t duration_us;
+	uint8_t prev_hash[STORE_AUDIT_HASH_BYTES];
+	uint8_t row_hash[STORE_AUDIT_HASH_BYTES];
 };
 
 /* Query filter: NULL strings, 0 times/ids and -1 status/action mean "any".
@@ -426,12 +456,19 @@ struct store_audit_filter {
 /* Insert a row whose id and hashes are set.  -EEXIST: the id is taken. */
 __attribute__((warn_unused_result))
 int store_audit_insert(struct store *st, const struct store_audit_row *row);
-/* The newest row's id and row_hash; -ENOENT when the log is empty. */
+/* Insert a completion whose id and hashes are set.  -EEXIST: the id is
+ * taken or request_id is already completed. */
+__attribute__((warn_unused_result))
+int store_audit_completion_insert(struct store *st, const struct store_audit_completion *c);
+/* The newest chain link's (row or completion) id and row_hash; -ENOENT
+ * when the log is empty. */
 __attribute__((warn_unused_result))
 int store_audit_last(struct store *st, int64_t *ret_id,
 		     uint8_t ret_hash[STORE_AUDIT_HASH_BYTES]);
-/* Matching rows, newest first, at most max (a page, not an error). Free
- * *ret_rows with free(). */
+/* Matching rows, newest first, at most max (a page, not an error), each
+ * merged with its completion if any (status, bytes_up, bytes_down,
+ * duration_us from the completion; completion_id set); the filter's status
+ * applies to the merged status.  Free *ret_rows with free(). */
 __attribute__((warn_unused_result))
 int store_audit_query(struct store *st, const struct store_audit_filter *f, size_t max,
 		      struct store_audit_row **ret_rows, size_t *ret_n);
@@ -439,5 +476,9 @@ int store_audit_query(struct store *st, const struct store_audit_filter *f, size
 __attribute__((warn_unused_result))
 int store_audit_list_after(struct store *st, int64_t after_id, size_t max,
 			   struct store_audit_row **ret_rows, size_t *ret_n);
+/* Completions with id > after_id, oldest first, at most max (chain walks). */
+__attribute__((warn_unused_result))
+int store_audit_completions_after(struct store *st, int64_t after_id, size_t max,
+				  struct store_audit_completion **ret, size_t *ret_n);
 
 #endif

@@ -212,6 +212,23 @@ static const char *const st_migrations[] = {
 	"  ON audit_rows (external_user_id, id) WHERE external_user_id IS NOT NULL;"
 	"CREATE INDEX IF NOT EXISTS audit_rows_by_external_workspace"
 	"  ON audit_rows (external_workspace_id, id) WHERE external_workspace_id IS NOT NULL;",
+	/* 6: audit completions (audit.h) — what became of a request row once
+	 * its response was relayed (status, bytes, duration).  Links of the
+	 * same hash chain as audit_rows: one id sequence over both tables
+	 * (the writer gives each new row or completion last id + 1).  UNIQUE
+	 * (request_id): a request is completed at most once, which is a rule
+	 * of the log, not a query-speed index; it also serves the merge join. */
+	"CREATE TABLE IF NOT EXISTS audit_completions ("
+	"  id INTEGER PRIMARY KEY CHECK (id >= 1),"
+	"  request_id INTEGER NOT NULL UNIQUE CHECK (request_id >= 1 AND request_id < id),"
+	"  time_us INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL CHECK (status BETWEEN 0 AND 999),"
+	"  bytes_up INTEGER NOT NULL CHECK (bytes_up >= 0),"
+	"  bytes_down INTEGER NOT NULL CHECK (bytes_down >= 0),"
+	"  duration_us INTEGER NOT NULL CHECK (duration_us >= 0),"
+	"  prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),"
+	"  row_hash BLOB NOT NULL CHECK (length(row_hash) = 32)"
+	") STRICT;",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 
@@ -502,6 +519,14 @@ static int st_prepare_file(const char *path, char *err, size_t err_size)
 }
 
 /* Constant SQL with no parameters (connection settings, migrations). */
+static int st_exec(struct store *st, const char *sql, const char *what);
+
+int store_set_sync_full(struct store *st, bool full)
+{
+	return st_exec(st, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+		       "set synchronous");
+}
+
 static int st_exec(struct store *st, const char *sql, const char *what)
 {
 	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);

@@ -1,6 +1,6 @@
 /*
- * store_sqlite_audit — audit rows (store.h, migration 5) in the SQLite back
- * end.
+ * store_sqlite_audit — audit rows (store.h, migration 5) and their
+ * completions (migration 6) in the SQLite back end.
  *
  * The insert and the chain-walk statements are cached in the audit slots.
  * A query's WHERE clause is assembled from the constant fragments of
@@ -9,6 +9,12 @@
  * bound; the statement is prepared per query because the planner must see
  * which filters are present to pick the index (an "?1 IS NULL OR col = ?1"
  * statement would scan the table).
+ *
+ * Queries read merged rows: audit_rows LEFT JOIN audit_completions on the
+ * completion's request_id (UNIQUE, so at most one), the completion's
+ * status, bytes and duration taking the row's place.  Chain walks read the
+ * two tables apart, as stored (store_audit_list_after(),
+ * store_audit_completions_after()).
  */
 #include "store.h"
 
@@ -26,16 +32,37 @@ enum {
 	AC_ID, AC_TIME, AC_TENANT, AC_SANDBOX, AC_EXT_USER, AC_EXT_WS, AC_HOST, AC_PORT,
 	AC_SCHEME, AC_METHOD, AC_PATH, AC_STATUS, AC_ACTION, AC_REASON, AC_RULES,
 	AC_SWAPPED, AC_FLAGGED, AC_UP, AC_DOWN, AC_DURATION, AC_PREV, AC_HASH,
+	AC_COMPLETION, /* merged reads only */
 };
+/* AUDIT_COLS of the join, in the same order, plus the completion's id. */
+#define AUDIT_MERGED_COLS "r.id, r.time_us, r.tenant_id, r.sandbox_id, r.external_user_id," \
+	" r.external_workspace_id, r.host, r.port, r.scheme, r.method, r.path," \
+	" coalesce(c.status, r.status), r.action, r.reason, r.rules, r.secrets_swapped," \
+	" r.secrets_flagged, coalesce(c.bytes_up, r.bytes_up)," \
+	" coalesce(c.bytes_down, r.bytes_down), coalesce(c.duration_us, r.duration_us)," \
+	" r.prev_hash, r.row_hash, c.id"
+#define COMPLETION_COLS "id, request_id, time_us, status, bytes_up, bytes_down, duration_us," \
+	" prev_hash, row_hash"
+enum { CC_ID, CC_REQUEST, CC_TIME, CC_STATUS, CC_UP, CC_DOWN, CC_DURATION, CC_PREV, CC_HASH };
 
-enum au_stmt { AU_INSERT, AU_LAST, AU_LIST_AFTER, AU__COUNT };
+enum au_stmt { AU_INSERT, AU_LAST, AU_LIST_AFTER, AU_COMP_INSERT, AU_COMP_AFTER, AU__COUNT };
 _Static_assert((int)AU__COUNT <= (int)STORE_SQLITE_SLOTS_AUDIT_N, "audit statement slots");
 
 static const char *const au_sql[AU__COUNT] = {
 	[AU_INSERT] = "INSERT INTO audit_rows (" AUDIT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5,"
 		" ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-	[AU_LAST] = "SELECT id, row_hash FROM audit_rows ORDER BY id DESC LIMIT 1",
+	/* The newest link of the chain, from either table (each side is one
+	 * step down its primary key). */
+	[AU_LAST] = "SELECT id, row_hash FROM ("
+		"SELECT * FROM (SELECT id, row_hash FROM audit_rows ORDER BY id DESC LIMIT 1)"
+		" UNION ALL"
+		" SELECT * FROM (SELECT id, row_hash FROM audit_completions ORDER BY id DESC LIMIT 1))"
+		" ORDER BY id DESC LIMIT 1",
 	[AU_LIST_AFTER] = "SELECT " AUDIT_COLS " FROM audit_rows WHERE id > ?1"
+		" ORDER BY id LIMIT ?2",
+	[AU_COMP_INSERT] = "INSERT INTO audit_completions (" COMPLETION_COLS ") VALUES (?1, ?2,"
+		" ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[AU_COMP_AFTER] = "SELECT " COMPLETION_COLS " FROM audit_completions WHERE id > ?1"
 		" ORDER BY id LIMIT ?2",
 };
 
@@ -46,19 +73,20 @@ static const char *const au_action_names[] = { "allow", "deny", "error" };
 enum { AQ_SINCE = 1, AQ_UNTIL, AQ_TENANT, AQ_SANDBOX, AQ_HOST, AQ_EXT_USER, AQ_EXT_WS,
        AQ_STATUS, AQ_ACTION, AQ_BEFORE, AQ_LIMIT };
 static const char *const au_where[] = {
-	[AQ_SINCE] = " AND time_us >= ?1",
-	[AQ_UNTIL] = " AND time_us < ?2",
-	[AQ_TENANT] = " AND tenant_id = ?3",
-	[AQ_SANDBOX] = " AND sandbox_id = ?4",
-	[AQ_HOST] = " AND host = ?5",
-	[AQ_EXT_USER] = " AND external_user_id = ?6",
-	[AQ_EXT_WS] = " AND external_workspace_id = ?7",
-	[AQ_STATUS] = " AND status = ?8",
-	[AQ_ACTION] = " AND action = ?9",
-	[AQ_BEFORE] = " AND id < ?10",
+	[AQ_SINCE] = " AND r.time_us >= ?1",
+	[AQ_UNTIL] = " AND r.time_us < ?2",
+	[AQ_TENANT] = " AND r.tenant_id = ?3",
+	[AQ_SANDBOX] = " AND r.sandbox_id = ?4",
+	[AQ_HOST] = " AND r.host = ?5",
+	[AQ_EXT_USER] = " AND r.external_user_id = ?6",
+	[AQ_EXT_WS] = " AND r.external_workspace_id = ?7",
+	[AQ_STATUS] = " AND coalesce(c.status, r.status) = ?8", /* the merged status */
+	[AQ_ACTION] = " AND r.action = ?9",
+	[AQ_BEFORE] = " AND r.id < ?10",
 };
-#define AQ_HEAD "SELECT " AUDIT_COLS " FROM audit_rows WHERE 1"
-#define AQ_TAIL " ORDER BY id DESC LIMIT ?11"
+#define AQ_HEAD "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r" \
+	" LEFT JOIN audit_completions c ON c.request_id = r.id WHERE 1"
+#define AQ_TAIL " ORDER BY r.id DESC LIMIT ?11"
 
 static int au_stmt(struct store *st, enum au_stmt id, sqlite3_stmt **ret_stmt)
 {
@@ -199,6 +227,11 @@ static int au_read_row(struct store *st, sqlite3_stmt *s, struct store_audit_row
 	    row->duration_us < 0)
 		return store_sqlite_failf(st, -EUCLEAN, "malformed row %lld in audit_rows",
 					  (long long)row->id);
+	if (sqlite3_column_count(s) > AC_COMPLETION &&
+	    sqlite3_column_type(s, AC_COMPLETION) != SQLITE_NULL &&
+	    (row->completion_id = sqlite3_column_int64(s, AC_COMPLETION)) <= row->id)
+		return store_sqlite_failf(st, -EUCLEAN, "malformed completion of row %lld",
+					  (long long)row->id);
 	row->port = (uint16_t)port;
 	row->status = (uint16_t)status;
 	row->scheme = (enum store_audit_scheme)scheme;
@@ -298,6 +331,94 @@ int store_audit_last(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_A
 	*ret_id = id;
 	memcpy(ret_hash, hash, sizeof(hash));
 	return 0;
+}
+
+int store_audit_completion_insert(struct store *st, const struct store_audit_completion *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (c->id < 1 || c->request_id < 1 || c->request_id >= c->id || c->status > 999 ||
+	    c->bytes_up < 0 || c->bytes_down < 0 || c->duration_us < 0)
+		return store_sqlite_failf(st, -EINVAL, "audit completion %lld is malformed",
+					  (long long)c->id);
+	if ((r = au_stmt(st, AU_COMP_INSERT, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, c->id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, c->request_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, c->time_us) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 4, c->status) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 5, c->bytes_up) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 6, c->bytes_down) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 7, c->duration_us) != SQLITE_OK ||
+	    sqlite3_bind_blob(s, 8, c->prev_hash, STORE_AUDIT_HASH_BYTES,
+			      SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_blob(s, 9, c->row_hash, STORE_AUDIT_HASH_BYTES,
+			      SQLITE_STATIC) != SQLITE_OK) {
+		store_sqlite_done(s);
+		return store_sqlite_failf(st, -EINVAL, "cannot bind audit completion %lld",
+					  (long long)c->id);
+	}
+	r = store_sqlite_run(st, s, "insert audit completion");
+	store_sqlite_done(s);
+	return r;
+}
+
+static int au_read_completion(struct store *st, sqlite3_stmt *s, struct store_audit_completion *c)
+{
+	int64_t status;
+
+	memset(c, 0, sizeof(*c));
+	c->id = sqlite3_column_int64(s, CC_ID);
+	c->request_id = sqlite3_column_int64(s, CC_REQUEST);
+	c->time_us = sqlite3_column_int64(s, CC_TIME);
+	status = sqlite3_column_int64(s, CC_STATUS);
+	c->bytes_up = sqlite3_column_int64(s, CC_UP);
+	c->bytes_down = sqlite3_column_int64(s, CC_DOWN);
+	c->duration_us = sqlite3_column_int64(s, CC_DURATION);
+	if (c->id < 1 || c->request_id < 1 || c->request_id >= c->id || status < 0 ||
+	    status > 999 || c->bytes_up < 0 || c->bytes_down < 0 || c->duration_us < 0 ||
+	    au_hash_col(s, CC_PREV, c->prev_hash) != 0 || au_hash_col(s, CC_HASH, c->row_hash) != 0)
+		return store_sqlite_failf(st, -EUCLEAN, "malformed completion %lld in audit_completions",
+					  (long long)c->id);
+	c->status = (uint16_t)status;
+	return 0;
+}
+
+int store_audit_completions_after(struct store *st, int64_t after_id, size_t max,
+				  struct store_audit_completion **ret, size_t *ret_n)
+{
+	struct store_audit_completion *cs = NULL;
+	sqlite3_stmt *s = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if ((r = au_stmt(st, AU_COMP_AFTER, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, after_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, (int64_t)max) != SQLITE_OK) {
+		r = store_sqlite_failf(st, -EINVAL, "cannot bind audit completion page");
+		goto out;
+	}
+	if (max > 0 && !(cs = calloc(max, sizeof(*cs)))) {
+		r = store_sqlite_failf(st, -ENOMEM, "out of memory");
+		goto out;
+	}
+	while (n < max && (r = store_sqlite_step(st, s, "read audit completions")) == 1) {
+		if ((r = au_read_completion(st, s, &cs[n])) != 0)
+			goto out;
+		n++;
+	}
+	if (n < max && r < 0)
+		goto out;
+	r = 0;
+	*ret = cs;
+	*ret_n = n;
+	cs = NULL;
+out:
+	free(cs);
+	store_sqlite_done(s);
+	return r;
 }
 
 /* Step s to the end (or max rows) into a malloc'd array. */

@@ -7,11 +7,16 @@
  *
  *   audit_seed STATE_DIR ROW...
  *
- * ROW = TENANT,SANDBOX,HOST,PORT,SCHEME,STATUS,ACTION,SWAPPED,EXT_USER,AGE_S
+ * ROW = TENANT,SANDBOX,HOST,PORT,SCHEME,STATUS,ACTION,SWAPPED,EXT_USER,AGE_S[,DONE]
  * with "-" for an empty field; SWAPPED is names joined by ';'; AGE_S puts
- * the row that many seconds in the past.  Prints each committed id.
+ * the row that many seconds in the past.  DONE = STATUS:UP:DOWN:DURATION_US
+ * also commits a completion of the row (audit_complete(), waited for), as
+ * the data path does once a response was relayed.  Prints each committed
+ * row id.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +24,7 @@
 
 #include "audit.h"
 
-#define SEED_FIELDS 10
+#define SEED_FIELDS 11
 
 static int seed_copy(char *dst, size_t size, const char *src)
 {
@@ -31,7 +36,8 @@ static int seed_copy(char *dst, size_t size, const char *src)
 	return 0;
 }
 
-static int seed_parse(char *spec, struct store_audit_row *row)
+static int seed_parse(char *spec, struct store_audit_row *row,
+		      struct store_audit_completion *done, bool *ret_done)
 {
 	char *f[SEED_FIELDS], *save = NULL, *tok, *name;
 	size_t n = 0;
@@ -40,8 +46,21 @@ static int seed_parse(char *spec, struct store_audit_row *row)
 	for (tok = strtok_r(spec, ",", &save); tok && n < SEED_FIELDS;
 	     tok = strtok_r(NULL, ",", &save))
 		f[n++] = tok;
-	if (n != SEED_FIELDS || tok)
+	if (n < SEED_FIELDS - 1 || tok)
 		return -EINVAL;
+	*ret_done = n == SEED_FIELDS;
+	if (*ret_done) {
+		long long st, up, down, dur;
+		char tail;
+
+		if (sscanf(f[10], "%lld:%lld:%lld:%lld%c", &st, &up, &down, &dur, &tail) != 4)
+			return -EINVAL;
+		memset(done, 0, sizeof(*done));
+		done->status = (uint16_t)st;
+		done->bytes_up = up;
+		done->bytes_down = down;
+		done->duration_us = dur;
+	}
 	memset(row, 0, sizeof(*row));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	row->time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
@@ -60,6 +79,8 @@ static int seed_parse(char *spec, struct store_audit_row *row)
 		strcpy(row->path, "/v1/models");
 	}
 	row->status = (uint16_t)atoi(f[5]);
+	if (*ret_done)
+		done->time_us = row->time_us + done->duration_us;
 	row->action = strcmp(f[6], "deny") == 0    ? STORE_AUDIT_DENY
 		      : strcmp(f[6], "error") == 0 ? STORE_AUDIT_ERROR
 						   : STORE_AUDIT_ALLOW;
@@ -74,6 +95,40 @@ static int seed_parse(char *spec, struct store_audit_row *row)
 	strcpy(row->rules[0], row->action == STORE_AUDIT_ALLOW ? "observe-mode"
 							       : "deny:host-not-allowed");
 	return 0;
+}
+
+struct seed_ack {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int status;
+};
+
+static void seed_ack_fn(void *userdata, int status, int64_t id)
+{
+	struct seed_ack *a = userdata;
+
+	(void)id;
+	pthread_mutex_lock(&a->mu);
+	a->done = true;
+	a->status = status;
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* audit_complete() never waits; a seeder that exits must. */
+static int seed_complete(struct audit_writer *w, const struct store_audit_completion *c)
+{
+	struct seed_ack a = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0 };
+	int r;
+
+	if ((r = audit_complete(w, c, seed_ack_fn, &a)) != 0)
+		return r;
+	pthread_mutex_lock(&a.mu);
+	while (!a.done)
+		pthread_cond_wait(&a.cv, &a.mu);
+	pthread_mutex_unlock(&a.mu);
+	return a.status;
 }
 
 int main(int argc, char **argv)
@@ -94,14 +149,22 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (int i = 2; i < argc; i++) {
+		struct store_audit_completion done;
+		bool has_done = false;
 		int64_t id = 0;
 
-		if (seed_parse(argv[i], row) != 0) {
+		if (seed_parse(argv[i], row, &done, &has_done) != 0) {
 			fprintf(stderr, "audit_seed: row %d is malformed\n", i - 1);
 			goto out;
 		}
-		if ((r = audit_submit_wait(w, row, &id)) != 0) {
+		if ((r = audit_submit_wait_flags(w, row, has_done ? AUDIT_SUBMIT_AWAIT_COMPLETION : 0,
+						 &id)) != 0) {
 			fprintf(stderr, "audit_seed: row %d: %s\n", i - 1, strerror(-r));
+			goto out;
+		}
+		done.request_id = id;
+		if (has_done && (r = seed_complete(w, &done)) != 0) {
+			fprintf(stderr, "audit_seed: completion of row %d: %s\n", i - 1, strerror(-r));
 			goto out;
 		}
 		printf("%lld\n", (long long)id);

@@ -31,7 +31,7 @@ fail() {
 pass() { npass=$((npass + 1)); echo "PASS: $*"; }
 
 dump_logs() {
-	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log; do
+	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log "$dir"/tail.out "$dir"/tail.err "$dir"/jtail.out "$dir"/jtail.err; do
 		[ -f "$f" ] || continue
 		echo "--- $f (last 40 lines)"
 		tail -n 40 "$f"
@@ -58,11 +58,13 @@ ns=miosa-eh-$$
 broker_pid=
 agent_pid=
 echo_pid=
+tail_pid=
+jtail_pid=
 secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 cleanup() {
-	for p in $agent_pid $broker_pid $echo_pid; do
+	for p in $tail_pid $jtail_pid $agent_pid $broker_pid $echo_pid; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	ip netns del "$ns" 2>/dev/null || true
@@ -236,9 +238,60 @@ echo "$out" | grep -q "^GET /now-allowed" || fail "third.test after allow: '$out
 out=$(tcp_open expect_ok 2>&1) || fail "TCP relay to third.test:8443: $out"
 pass "allow third.test: the next request goes through; other TCP is relayed"
 
+# --- A request whose sizes the test knows: its row is completed, tailed live ----------
+# The tail streams from the broker's audit writer: started before the
+# request, it is subscribed once the broker logged the route (the access
+# line comes after the subscription), and must print the request with its
+# status (HTTP 200, from the completion), not "HTTP -".
+"$CTL" audit tail --lines 0 --sandbox "$sbx" --host api.openai.test \
+	>"$dir/tail.out" 2>"$dir/tail.err" &
+tail_pid=$!
+"$CTL" --json audit tail --lines 0 --sandbox "$sbx" --host api.openai.test \
+	>"$dir/jtail.out" 2>"$dir/jtail.err" &
+jtail_pid=$!
+tails_up() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$dir/broker.err")" -ge 2 ]; }
+wait_for 10 "both audit tails to subscribe" tails_up
+# 11 request body bytes; the response body is the echoed head, counted here.
+gexec -- curl -sS --max-time 15 https://api.openai.test/known-size -d hello-audit \
+	>"$dir/known.out" || fail "curl /known-size"
+wait_for 10 "the tail to print /known-size" grep -q '\[audit\] allow api.openai.test HTTP 200 secrets=none' "$dir/tail.out"
+[ "$(grep -c '\[audit\]' "$dir/tail.out")" = 1 ] || fail "tail printed other rows: $(cat "$dir/tail.out" "$dir/tail.err")"
+wait_for 10 "the --json tail to print /known-size" grep -q '"path":"/known-size"' "$dir/jtail.out"
+python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(rows) == 1, rows
+r = rows[0]
+assert (r["path"], r["status"], r["bytes_up"]) == ("/known-size", 200, 11), r
+assert r["completion_id"] > r["id"], r
+' "$dir/jtail.out" || fail "--json tail: $(cat "$dir/jtail.out" "$dir/jtail.err")"
+kill "$tail_pid" "$jtail_pid" 2>/dev/null || true
+wait "$tail_pid" "$jtail_pid" 2>/dev/null || true
+tail_pid=
+jtail_pid=
+pass "miosactl audit tail (and --json), started before the request, streams it live with its status: $(cat "$dir/tail.out")"
+known_down=$(wc -c <"$dir/known.out" | tr -d ' ')
+[ "$known_down" -gt 0 ] || fail "empty /known-size answer"
+
 # --- Audit rows and no secret value at rest -------------------------------------------
 db=$dir/state/state.db
 q() { sqlite3 -readonly "file:$db?mode=ro" "$1"; }
+# Completions are submitted without waiting (after the answer was relayed):
+# wait for this one to commit, with a deadline.
+completed() { q "SELECT c.status || ' ' || c.bytes_up || ' ' || c.bytes_down || ' ' || (c.duration_us > 0) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.path = '/known-size'"; }
+wait_for 10 "the /known-size completion" test -n "$(completed)"
+[ "$(completed)" = "200 11 $known_down 1" ] || fail "/known-size completion '$(completed)', want '200 11 $known_down 1'"
+out=$(ctl --json audit ls --host api.openai.test --status 200) || fail "audit ls --status 200"
+printf '%s' "$out" | python3 -c '
+import json, sys
+rows = [r for r in json.load(sys.stdin)["rows"] if r["path"] == "/known-size"]
+assert len(rows) == 1, rows
+r = rows[0]
+assert (r["status"], r["bytes_up"], r["bytes_down"]) == (200, 11, int(sys.argv[1])), r
+assert r["duration_us"] > 0 and r["completion_id"] > r["id"], r
+' "$known_down" || fail "audit ls --json for /known-size: $out"
+out=$(ctl audit verify) || fail "audit verify with completions: $out"
+pass "a relayed request's row is completed: status 200, bytes up 11 / down $known_down, duration; audit ls --json merges it; the chain (rows + completions) verifies"
 n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND scheme='https' AND action='allow' AND secrets_swapped='openai_key'")
 [ "$n" -ge 3 ] || fail "audit rows with secrets swapped = openai_key: $n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='other.test' AND secrets_flagged='openai_key' AND secrets_swapped=''")
@@ -249,8 +302,11 @@ n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=443 AND 
 [ "$n" = 1 ] || fail "deny row for third.test:443: $n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='deny' AND scheme='tcp'")
 [ "$n" = 1 ] || fail "deny row for TCP third.test:8443: $n"
-wait_for 10 "the TCP row at close" test "$(q "SELECT count(*) FROM audit_rows WHERE host='third.test' AND port=8443 AND action='allow' AND scheme='tcp' AND bytes_up > 0 AND bytes_down > 0")" = 1
-pass "audit rows: swapped=openai_key on api.openai.test, flagged on other.test, query redacted, 403 deny, TCP deny and TCP allow (bytes) rows"
+wait_for 10 "the TCP row's completion at close" test "$(q "SELECT count(*) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='third.test' AND r.port=8443 AND r.action='allow' AND r.scheme='tcp' AND c.bytes_up > 0 AND c.bytes_down > 0")" = 1
+# The upstream failed (502 from the broker) and the denial (403): completed too.
+wait_for 10 "the bad.test completion" test "$(q "SELECT c.status FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='bad.test'")" = 502
+wait_for 10 "the third.test:443 deny completion" test "$(q "SELECT c.status || ' ' || (c.bytes_down > 0) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='third.test' AND r.port=443 AND r.action='deny'")" = "403 1"
+pass "audit rows: swapped=openai_key on api.openai.test, flagged on other.test, query redacted, 403 deny (completed with its answer's bytes), upstream failure completed as 502, TCP deny and TCP allow (bytes) rows"
 
 for v in "$secret_value" "$rotated_value"; do
 	grep -aqF "$v" "$dir"/state/state.db* && fail "a secret value is in state.db"

@@ -2,15 +2,46 @@
 # Network policy and audit log through the control API (docs/api.md,
 # docs/cli.md): a real miosa-broker, miosactl and curl.  Policy round trips
 # (allow/deny/lockdown/observe, pending), audit ls with filters, export
-# (JSON lines, CSV, content types), verify (intact and tampered), tail
-# (polling) and tenant isolation over TCP.  Rows come from audit_seed ($1)
-# through the audit module's writer.
+# (JSON lines, CSV, content types), verify (intact and tampered), the
+# streaming tail route (protocol, validation, scoping, cap), the live tail
+# of real requests and tenant isolation over TCP.  Most rows come from
+# audit_seed ($1) through the audit module's writer; the live ones from the
+# broker's data path: the agent (--no-init) in an `ip netns` namespace runs
+# curl through `miosactl exec` against a local plain-HTTP upstream
+# (python3 http.server, reached through --connect-to).  Needs root and the
+# agent: a missing one is a failure, never a skip.
 . "$(dirname "$0")/lib.sh"
 
 SEED=${1:?usage: network_audit.sh AUDIT_SEED}
+AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-init}
+[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
+[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT"; exit 1; }
 unset MIOSA_URL MIOSA_API_KEY MIOSA_TENANT
+NS=miosa-na-$$
+AGENT_PID=
+TAIL_PIDS=
+na_exit() {
+	local rc=$?
+	for p in $TAIL_PIDS $AGENT_PID; do kill -KILL "$p" 2>/dev/null || true; done
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "/etc/netns/$NS"
+	(exit "$rc")
+	it_cleanup
+}
+trap na_exit EXIT
+
+# A plain-HTTP upstream serving a file whose size the test knows.
+mkdir -p "$T/www"
+head -c 4321 /dev/zero | tr '\0' 'a' >"$T/www/known.txt"
+UP_PORT=$(free_port)
+python3 -m http.server --bind 127.0.0.1 --directory "$T/www" "$UP_PORT" \
+	</dev/null >"$T/upstream.log" 2>&1 &
+SERVE_PID=$!
+wait_until 10 "the upstream" curl -sf "http://127.0.0.1:$UP_PORT/known.txt" ||
+	fail "upstream" "python3 http.server did not start: $(cat "$T/upstream.log")"
+
 PORT=$(free_port)
-broker_start
+broker_start --connect-to "files.test:80:127.0.0.1:$UP_PORT"
 export MIOSA_SOCKET=$SOCK
 ok "broker up"
 
@@ -70,24 +101,41 @@ ctl_fails "unknown action" 1 "allow, deny or error" audit ls --action maybe
 	"b,sbx_bbbbbbbbbbbbbbbbbbbbbbbb,api.openai.com,443,https,200,allow,-,carol,5" \
 	>"$T/ids" || fail "audit_seed"
 check_eq "five rows seeded" "5" "$(wc -l <"$T/ids" | tr -d ' ')"
+# A request written fail closed (status unknown), then completed as the
+# data path does once the response was relayed: sizes the test knows.
+"$SEED" "$STATE_DIR" \
+	"default,$SBX,uploads.example,443,https,0,allow,openai_key,-,1,201:1234:56789:4321" \
+	>"$T/done_id" || fail "audit_seed with a completion"
+DONE_ID=$(cat "$T/done_id")
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify the seeded chain (call $i)" audit verify
-	check_contains "five rows verified (call $i)" "OK: 5 rows" "$CTL_OUT"
+	check_contains "six rows and a completion verified (call $i)" "OK: 7 rows" "$CTL_OUT"
 done
+ctl --json audit ls --host uploads.example
+check_eq "ls --json: merged status" "201" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.status')"
+check_eq "ls --json: bytes_up" "1234" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_up')"
+check_eq "ls --json: bytes_down" "56789" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_down')"
+check_eq "ls --json: duration_us" "4321" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.duration_us')"
+check_eq "ls --json: completion_id follows the row" "$((DONE_ID + 1))" \
+	"$(printf '%s' "$CTL_OUT" | jget 'rows.0.completion_id')"
+ctl_ok "status filter on the merged status" audit ls --status 201
+check_contains "201 row shown with its completed status" "[audit] allow uploads.example HTTP 201 secrets=openai_key" "$CTL_OUT"
+ctl_ok "status 0 no longer matches the completed row" audit ls --status 0 --host uploads.example
+check_eq "no row with status 0" "" "$CTL_OUT"
 ctl_ok "audit ls" audit ls --sandbox "$SBX"
-check_eq "four rows of the sandbox" "4" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+check_eq "five rows of the sandbox" "5" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 check_contains "seeds' line format" "[audit] allow api.openai.com HTTP 200 secrets=openai_key" "$CTL_OUT"
 check_contains "tcp row" "[audit] deny db.internal:5432 TCP" "$CTL_OUT"
 ctl_ok "filter by action" audit ls --action deny
 check_eq "two denials" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\] deny')"
 ctl_ok "filter by since" audit ls --since 5m --sandbox "$SBX"
-check_eq "three rows in the last 5m" "3" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
+check_eq "four rows in the last 5m" "4" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 ctl_ok "external_user_id is strict equality" audit ls --external-user-id alice@
 check_eq "alice@ matches nothing" "" "$CTL_OUT"
 ctl_ok "external_user_id exact" audit ls --external-user-id alice@example.com
 check_eq "alice has two rows" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 ctl_ok "status filter" audit ls --status 403
-check_contains "status 403 row" "evil.example" "$CTL_OUT"
+check_contains "deny row: status, rule fired, reason" "[audit] deny evil.example HTTP 403 rule=deny:host-not-allowed reason=host-not-allowed" "$CTL_OUT"
 ctl audit ls --limit 2
 check_contains "paging hint" "--cursor" "$CTL_ERR"
 CUR=$(printf '%s' "$CTL_ERR" | sed -n 's/.*--cursor \([0-9]*\).*/\1/p')
@@ -95,9 +143,9 @@ ctl_ok "next page" audit ls --limit 2 --cursor "$CUR"
 check_eq "rest of the rows" "2" "$(printf '%s\n' "$CTL_OUT" | grep -c '\[audit\]')"
 
 ctl_ok "export jsonl" audit export --format jsonl
-check_eq "jsonl has every row" "5" "$(printf '%s\n' "$CTL_OUT" | grep -c '^{')"
+check_eq "jsonl has every row, completed ones merged" "6" "$(printf '%s\n' "$CTL_OUT" | grep -c '^{')"
 ctl_ok "export csv" audit export --format csv --sandbox "$SBX"
-check_eq "csv: header + 4 rows" "5" "$(printf '%s\n' "$CTL_OUT" | wc -l | tr -d ' ')"
+check_eq "csv: header + 5 rows" "6" "$(printf '%s\n' "$CTL_OUT" | wc -l | tr -d ' ')"
 api GET "/v1/audit/export?format=csv"
 expect "curl export" 200 -
 check_match "csv content type" '^text/csv' "$(header_value Content-Type)"
@@ -120,24 +168,132 @@ expect "verify is admin only" 404 not_found
 tapi "$KEY_B" GET "/v1/sandboxes/$SBX/network"
 expect "b cannot see default's network" 404 not_found
 
-# ---- tail (polling) ---------------------------------------------------------
-"$MIOSACTL" audit tail --lines 0 --sandbox "$SBX" >"$T/tail.out" 2>"$T/tail.err" &
+# ---- tail (streaming) -------------------------------------------------------
+# GET /v1/audit/tail streams from the broker's own audit writer, so rows
+# written by audit_seed (another process) never reach it: egress_https.sh
+# tails real requests live.  Here: the route's protocol, validation,
+# tenant scoping and cap, each waited on with a deadline.
+tail_started() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge "$1" ]; }
+curl -sS -N --unix-socket "$SOCK" -D "$T/tail.head" -o "$T/tail.body" \
+	"http://localhost/v1/audit/tail?sandbox=$SBX&action=allow" 2>/dev/null &
 TAIL_PID=$!
-sleep 0.7 # let it take its starting point (it polls; nothing to wait on)
-"$SEED" "$STATE_DIR" "default,$SBX,live.example,443,https,201,allow,gh_token,-,0" >/dev/null
-if wait_until 10 "tail shows the new row" grep -q "live.example HTTP 201 secrets=gh_token" "$T/tail.out"; then
-	ok "tail prints the new row"
+if wait_until 10 "the tail's head" grep -qi '^Transfer-Encoding: chunked' "$T/tail.head"; then
+	ok "tail answers 200 with a chunked stream"
 else
-	fail "tail prints the new row" "$(cat "$T/tail.out" "$T/tail.err")"
+	fail "tail answers 200 with a chunked stream" "$(cat "$T/tail.head" 2>/dev/null)"
 fi
-check_eq "tail printed only the new row" "1" "$(grep -c '\[audit\]' "$T/tail.out")"
+check_match "tail status line" '^HTTP/1.1 200' "$(head -n 1 "$T/tail.head")"
+check_eq "tail content type" "application/x-ndjson" \
+	"$(grep -i '^Content-Type:' "$T/tail.head" | cut -d' ' -f2- | tr -d '\r')"
 kill "$TAIL_PID" 2>/dev/null || true
 wait "$TAIL_PID" 2>/dev/null || true
+api GET "/v1/audit/tail?status=abc"
+expect "tail: bad status filter is 400 before any streaming" 400 invalid_field
+api GET "/v1/audit/tail?limit=5"
+expect "tail: list-only parameters are refused" 400 "invalid_field|bad_request"
+tapi "$KEY_B" GET "/v1/audit/tail?tenant_id=default"
+expect "tail: tenant b cannot name another tenant" 404 not_found
+tapi "" GET "/v1/audit/tail"
+expect "tail over TCP needs a key" 401 unauthorized
+# The cap: 16 tails stream, the 17th is refused with 503.
+PIDS=
+for i in $(seq 1 16); do
+	curl -sS -N --unix-socket "$SOCK" -o /dev/null "http://localhost/v1/audit/tail" 2>/dev/null &
+	PIDS="$PIDS $!"
+done
+if wait_until 10 "16 tails streaming" tail_started 17; then
+	ok "16 tails stream at once"
+else
+	fail "16 tails stream at once" "$(grep -c 'path=/v1/audit/tail' "$T/broker.log")"
+fi
+api GET "/v1/audit/tail"
+expect "the 17th tail is refused" 503 unavailable
+check_contains "503 says why" "too many audit tails" "$BODY"
+for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+# Closed tails free their slots (the broker notices the clients leave).
+tail_ok() {
+	curl -sS -N --max-time 1 --unix-socket "$SOCK" -o /dev/null -D "$T/tail2.head" \
+		"http://localhost/v1/audit/tail" 2>/dev/null
+	grep -q '^HTTP/1.1 200' "$T/tail2.head"
+}
+if wait_until 10 "a tail slot to free" tail_ok; then
+	ok "tails whose clients left free their slots"
+else
+	fail "tails whose clients left free their slots" "$(head -n 1 "$T/tail2.head")"
+fi
+ctl_fails "miosactl audit tail gives the API's message" 1 "must be an HTTP status" \
+	audit tail --lines 0 --status abc
+
+# ---- live tail of real requests ----------------------------------------------
+# The tail streams from the broker's audit writer: started before the
+# requests (subscribed once the broker logged its route), it prints each
+# one live with the status of its completion, not "HTTP -".
+ctl sandbox create --vsock-uds "$T/vm.sock"
+LIVE=$CTL_OUT
+check_match "sandbox with a hybrid-vsock path" '^sbx_' "$LIVE"
+mkdir -p "/etc/netns/$NS"
+echo "nameserver 192.0.2.53" >"/etc/netns/$NS/resolv.conf"
+ip netns add "$NS"
+ip netns exec "$NS" "$AGENT" --no-init --transport "unix:$T/vm.sock" --runtime-dir "$T/run" \
+	--resolv-conf "/etc/netns/$NS/resolv.conf" </dev/null >/dev/null 2>"$T/agent.log" &
+AGENT_PID=$!
+exec_works() { [ "$("$MIOSACTL" exec "$LIVE" -- echo ready 2>/dev/null </dev/null)" = ready ]; }
+if wait_until 30 "exec through the agent" exec_works; then
+	ok "agent connected"
+else
+	fail "agent connected" "$(tail -n 20 "$T/agent.log")"
+fi
+tails_before=$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")
+tails_up() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge $((tails_before + 2)) ]; }
+"$MIOSACTL" audit tail --lines 0 --sandbox "$LIVE" >"$T/live.out" 2>"$T/live.err" &
+TAIL_PIDS="$TAIL_PIDS $!"
+"$MIOSACTL" --json audit tail --lines 0 --sandbox "$LIVE" >"$T/live.json" 2>"$T/live.jerr" &
+TAIL_PIDS="$TAIL_PIDS $!"
+if wait_until 10 "both tails to subscribe" tails_up; then
+	ok "two tails subscribed before the requests"
+else
+	fail "two tails subscribed before the requests" "$(cat "$T/live.err" "$T/live.jerr")"
+fi
+for i in 1 2; do
+	"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
+		http://files.test/known.txt </dev/null >"$T/curl.$i" 2>&1
+	check_eq "request $i through the broker" "200" "$(cat "$T/curl.$i")"
+done
+live_lines() { [ "$(grep -c '\[audit\] allow files.test HTTP 200 secrets=none' "$T/live.out")" -ge 2 ]; }
+if wait_until 10 "the tail to print both requests" live_lines; then
+	ok "audit tail printed both requests live with HTTP 200"
+else
+	fail "audit tail printed both requests live with HTTP 200" "$(cat "$T/live.out" "$T/live.err")"
+fi
+check_eq "tail printed those two rows only" "2" "$(grep -c '\[audit\]' "$T/live.out")"
+json_lines() { [ "$(grep -c '"host":"files.test"' "$T/live.json")" -ge 2 ]; }
+if wait_until 10 "the --json tail" json_lines; then
+	ok "audit tail --json printed both rows"
+else
+	fail "audit tail --json printed both rows" "$(cat "$T/live.json" "$T/live.jerr")"
+fi
+check_eq "--json tail line: merged status" "200" "$(head -n 1 "$T/live.json" | jget status)"
+check_eq "--json tail line: bytes_down" "4321" "$(head -n 1 "$T/live.json" | jget bytes_down)"
+for p in $TAIL_PIDS; do kill "$p" 2>/dev/null || true; done
+for p in $TAIL_PIDS; do wait "$p" 2>/dev/null || true; done
+TAIL_PIDS=
+# The same requests through the list: one merged row each, sizes known.
+ctl --json audit ls --sandbox "$LIVE" --limit 1
+check_eq "ls --json: status 200" "200" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.status')"
+check_eq "ls --json: bytes_up (a GET has no body)" "0" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_up')"
+check_eq "ls --json: bytes_down is the file's size" "4321" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.bytes_down')"
+dur=$(printf '%s' "$CTL_OUT" | jget 'rows.0.duration_us')
+check_match "ls --json: a duration" '^[1-9][0-9]*$' "$dur"
+check_eq "ls --json: path" "/known.txt" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.path')"
+kill -KILL "$AGENT_PID" 2>/dev/null || true
+wait "$AGENT_PID" 2>/dev/null || true
+AGENT_PID=
 
 # ---- verify, then tamper ------------------------------------------------------
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify intact chain (call $i)" audit verify
-	check_contains "six rows verified (call $i)" "OK: 6 rows" "$CTL_OUT"
+	check_contains "eight rows and three completions verified (call $i)" "OK: 11 rows" "$CTL_OUT"
 done
 if command -v sqlite3 >/dev/null; then
 	# Tampered next to the live broker, whose workers have already

@@ -790,7 +790,7 @@ static void test_export_jsonl_exact_bytes(void **state)
 		 "\"rules\":[\"observe\",\"-sum\"],\"request_transforms\":{\"secrets\":"
 		 "{\"swapped\":[\"openai_key\"],\"flagged\":[]}},\"bytes_up\":100,"
 		 "\"bytes_down\":2000,\"duration_us\":5000,\"prev_hash\":\"%s\","
-		 "\"row_hash\":\"%s\"}\n", hex0, hash);
+		 "\"row_hash\":\"%s\",\"completion_id\":null}\n", hex0, hash);
 	assert_int_equal(audit_export(f->st, &q, AUDIT_JSONL, sink_write, &s), 1);
 	assert_string_equal(s.buf, want);
 }
@@ -817,10 +817,10 @@ static void test_export_csv_exact_bytes_and_formula_safe(void **state)
 	snprintf(want, sizeof(want),
 		 "id,time_us,tenant_id,sandbox_id,external_user_id,external_workspace_id,host,"
 		 "port,scheme,method,path,status,action,reason,rules,secrets_swapped,"
-		 "secrets_flagged,bytes_up,bytes_down,duration_us,prev_hash,row_hash\r\n"
+		 "secrets_flagged,bytes_up,bytes_down,duration_us,prev_hash,row_hash,completion_id\r\n"
 		 "1,1700000000000000,acme,sbx_0,alice@example.com,,api.github.com,443,https,POST,"
 		 "/v1/chat?key=REDACTED,200,allow,\"'=HYPERLINK(\"\"x\"\"), ok\",observe;-sum,"
-		 "openai_key,,100,2000,5000,%s,%s\r\n", hex0, hash);
+		 "openai_key,,100,2000,5000,%s,%s,\r\n", hex0, hash);
 	assert_int_equal(audit_export(f->st, &q, AUDIT_CSV, sink_write, &s), 1);
 	assert_string_equal(s.buf, want);
 }
@@ -853,6 +853,265 @@ static void test_export_streams_in_pages_newest_first(void **state)
 	assert_non_null(strstr(s->buf, "\r\n521,"));
 	assert_int_equal(audit_export(f->st, &q, AUDIT_JSONL, sink_fail, NULL), -EPIPE);
 	free(s);
+}
+
+/* ---- completions ------------------------------------------------------- */
+
+static void comp_init(struct store_audit_completion *c, int64_t request_id, uint16_t status)
+{
+	memset(c, 0, sizeof(*c));
+	c->request_id = request_id;
+	c->time_us = 1700000000500000;
+	c->status = status;
+	c->bytes_up = 321;
+	c->bytes_down = 4567;
+	c->duration_us = 8900;
+}
+
+struct comp_ack {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n, status;
+	int64_t id;
+};
+
+static void comp_ack_fn(void *userdata, int status, int64_t id)
+{
+	struct comp_ack *a = userdata;
+
+	pthread_mutex_lock(&a->mu);
+	a->n++;
+	a->status = status;
+	a->id = id;
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* audit_complete() and wait for its (asynchronous) ack; returns its id. */
+static int64_t complete_wait(struct fx *f, const struct store_audit_completion *c)
+{
+	struct comp_ack a = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+	assert_int_equal(audit_complete(f->w, c, comp_ack_fn, &a), 0);
+	pthread_mutex_lock(&a.mu);
+	while (a.n == 0)
+		pthread_cond_wait(&a.cv, &a.mu);
+	pthread_mutex_unlock(&a.mu);
+	assert_int_equal(a.status, 0);
+	return a.id;
+}
+
+static void test_completion_merges_into_its_request_row(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_filter q;
+	struct store_audit_row r, *rows;
+	struct store_audit_completion c;
+	int64_t id, cid, next;
+	size_t n;
+
+	open_writer(f, 0, 0, 0);
+	row_init(&r, 0);
+	r.status = 0, r.bytes_up = r.bytes_down = r.duration_us = 0; /* as written pre-forward */
+	assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	row_init(&r, 1);
+	assert_int_equal(audit_submit_wait(f->w, &r, NULL), 0); /* an unrelated row */
+	comp_init(&c, id, 201);
+	cid = complete_wait(f, &c);
+	assert_int_equal(cid, 3); /* the next link of the one chain */
+	open_store(f);
+	audit_filter_init(&q);
+	assert_int_equal(audit_query(f->st, &q, 10, &rows, &n, &next), 0);
+	assert_int_equal(n, 2); /* one merged row per request, no completion row */
+	assert_int_equal(rows[1].id, id);
+	assert_int_equal(rows[1].status, 201);
+	assert_int_equal(rows[1].bytes_up, 321);
+	assert_int_equal(rows[1].bytes_down, 4567);
+	assert_int_equal(rows[1].duration_us, 8900);
+	assert_int_equal(rows[1].completion_id, cid);
+	assert_int_equal(rows[0].completion_id, 0);
+	assert_int_equal(rows[0].status, 200);
+	free(rows);
+}
+
+static void test_completion_bad_input_is_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_completion c;
+
+	open_writer(f, 0, 0, 0);
+	comp_init(&c, 0, 200);
+	assert_int_equal(audit_complete(f->w, &c, NULL, NULL), -EINVAL);
+	comp_init(&c, 1, 1000);
+	assert_int_equal(audit_complete(f->w, &c, NULL, NULL), -EINVAL);
+	comp_init(&c, 1, 200);
+	c.bytes_down = -1;
+	assert_int_equal(audit_complete(f->w, &c, NULL, NULL), -EINVAL);
+	assert_int_equal(audit_complete(NULL, &c, NULL, NULL), -EINVAL);
+}
+
+static void test_status_filter_sees_the_completed_status(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_filter q;
+	struct store_audit_row r, *rows;
+	struct store_audit_completion c;
+	int64_t id, next;
+	size_t n;
+
+	open_writer(f, 0, 0, 0);
+	row_init(&r, 0);
+	r.status = 0;
+	assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	row_init(&r, 2);
+	r.status = 0; /* never completed: status unknown */
+	assert_int_equal(audit_submit_wait(f->w, &r, NULL), 0);
+	comp_init(&c, id, 404);
+	(void)complete_wait(f, &c);
+	open_store(f);
+	audit_filter_init(&q);
+	q.status = 404;
+	assert_int_equal(audit_query(f->st, &q, 10, &rows, &n, &next), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].id, id);
+	free(rows);
+	q.status = 0;
+	assert_int_equal(audit_query(f->st, &q, 10, &rows, &n, &next), 0);
+	assert_int_equal(n, 1); /* the pre-completion status no longer matches */
+	assert_int_not_equal(rows[0].id, id);
+	free(rows);
+}
+
+static void test_verify_covers_completions(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_completion c;
+	struct store_audit_row r;
+	uint8_t head[32];
+	uint64_t checked;
+	int64_t id, cid, bad = 0;
+
+	open_writer(f, 0, 0, 0);
+	row_init(&r, 0);
+	assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	comp_init(&c, id, 200);
+	cid = complete_wait(f, &c);
+	submit_n(f, 2); /* rows chained after the completion */
+	open_store(f);
+	assert_int_equal(audit_verify(f->st, &bad, &checked, head), 0);
+	assert_int_equal(checked, 4);
+	/* Edit the completion: the chain breaks at it. */
+	db_exec(f, "UPDATE audit_completions SET status = 500");
+	assert_int_equal(audit_verify(f->st, &bad, &checked, NULL), -EBADMSG);
+	assert_int_equal(bad, cid);
+	db_exec(f, "UPDATE audit_completions SET status = 200");
+	assert_int_equal(audit_verify(f->st, &bad, &checked, NULL), 0);
+	/* Delete it: the row after it no longer links. */
+	db_exec(f, "DELETE FROM audit_completions");
+	assert_int_equal(audit_verify(f->st, &bad, &checked, NULL), -EBADMSG);
+	assert_int_equal(bad, cid + 1);
+}
+
+static void test_verify_walks_many_pages_of_mixed_links(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_completion c;
+	struct store_audit_row r;
+	uint64_t checked;
+	int64_t id, bad = 0;
+	int n = AUDIT_PAGE_ROWS + 20;
+
+	open_writer(f, 0, 0, 0);
+	for (int i = 0; i < n; i++) {
+		row_init(&r, i);
+		assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION,
+							 &id), 0);
+		comp_init(&c, id, 200);
+		(void)complete_wait(f, &c);
+	}
+	open_store(f);
+	assert_int_equal(audit_verify(f->st, &bad, &checked, NULL), 0);
+	assert_int_equal(checked, 2 * (uint64_t)n);
+}
+
+static void test_tail_holds_a_request_until_its_completion(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_completion c;
+	struct store_audit_filter flt;
+	struct store_audit_row r, got;
+	struct audit_tail *t;
+	int64_t id;
+
+	open_writer(f, 0, 0, 0);
+	audit_filter_init(&flt);
+	flt.status = 200; /* the merged status: the row as written has 0 */
+	assert_int_equal(audit_tail_subscribe(f->w, &flt, 0, &t), 0);
+	row_init(&r, 1);
+	r.status = 0;
+	assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	assert_int_equal(audit_tail_next(t, 0, &got), -ETIMEDOUT); /* held */
+	comp_init(&c, id, 200);
+	assert_int_equal(audit_complete(f->w, &c, NULL, NULL), 0);
+	assert_int_equal(audit_tail_next(t, 5000, &got), 0);
+	assert_int_equal(got.id, id);
+	assert_int_equal(got.status, 200);
+	assert_int_equal(got.bytes_down, 4567);
+	assert_int_equal(got.completion_id, id + 1);
+	assert_int_equal(audit_tail_next(t, 0, &got), -ETIMEDOUT); /* published once */
+	audit_tail_close(t);
+}
+
+static void test_tail_publishes_an_uncompleted_request_after_the_hold(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_row r, got;
+	struct audit_tail *t;
+	struct timespec t0, t1;
+	int64_t id, ms;
+
+	open_writer(f, 0, 0, 0);
+	assert_int_equal(audit_tail_subscribe(f->w, NULL, 0, &t), 0);
+	row_init(&r, 1);
+	r.status = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	assert_int_equal(audit_tail_next(t, AUDIT_TAIL_HOLD_MS + 5000, &got), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= AUDIT_TAIL_HOLD_MS - 50);
+	assert_int_equal(got.id, id);
+	assert_int_equal(got.status, 0); /* honest: unknown */
+	assert_int_equal(got.completion_id, 0);
+	audit_tail_close(t);
+}
+
+static void test_json_and_csv_carry_the_completion(void **state)
+{
+	struct fx *f = *state;
+	struct store_audit_filter q;
+	struct store_audit_completion c;
+	struct store_audit_row r;
+	struct sink s = { .len = 0 };
+	int64_t id;
+
+	open_writer(f, 0, 0, 0);
+	row_init(&r, 0);
+	r.status = 0;
+	assert_int_equal(audit_submit_wait_flags(f->w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	comp_init(&c, id, 200);
+	(void)complete_wait(f, &c);
+	open_store(f);
+	audit_filter_init(&q);
+	assert_int_equal(audit_export(f->st, &q, AUDIT_JSONL, sink_write, &s), 1);
+	assert_non_null(strstr(s.buf, "\"status\":200,"));
+	assert_non_null(strstr(s.buf, "\"bytes_up\":321,\"bytes_down\":4567,\"duration_us\":8900,"));
+	assert_non_null(strstr(s.buf, "\"completion_id\":2}"));
+	s.len = 0;
+	s.buf[0] = '\0';
+	assert_int_equal(audit_export(f->st, &q, AUDIT_CSV, sink_write, &s), 1);
+	assert_non_null(strstr(s.buf, ",321,4567,8900,"));
+	assert_non_null(strstr(s.buf, ",2\r\n"));
 }
 
 int main(void)
@@ -897,6 +1156,20 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_external_user_is_strict_equality, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_query_pagination_cursor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_completion_merges_into_its_request_row, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_completion_bad_input_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_filter_sees_the_completed_status, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_verify_covers_completions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_walks_many_pages_of_mixed_links, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_tail_holds_a_request_until_its_completion, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_tail_publishes_an_uncompleted_request_after_the_hold,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_json_and_csv_carry_the_completion, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_export_jsonl_exact_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_csv_exact_bytes_and_formula_safe, setup,
 						teardown),

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "audit.h"
 #include "control_api.h"
 #include "policy.h"
 #include "tenancy.h"
@@ -1299,6 +1300,242 @@ static void test_everything_survives_a_restart(void **state)
 
 /* ---- the scan itself ------------------------------------------------------- */
 
+/* ---- network and audit routes --------------------------------------------- */
+
+static void test_network_routes_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	char target[160], other[200];
+	json_t *j;
+
+	snprintf(target, sizeof(target), "/v1/sandboxes/%s/network", f->sbx);
+	j = ADMIN(200, "GET", target, NULL);
+	assert_string_equal(jstr(j, "mode"), "observe");
+	assert_int_equal(json_array_size(json_object_get(j, "allowlist")), 0);
+	drop(j);
+	snprintf(other, sizeof(other), "%s/allow", target);
+	j = ADMIN(201, "POST", other, "{\"pattern\": \"*.openai.com\", \"port\": 443}");
+	assert_true(json_is_true(json_object_get(j, "added")));
+	drop(j);
+	j = ADMIN(200, "POST", other, "{\"pattern\": \"*.openai.com\", \"port\": 443}");
+	assert_true(json_is_false(json_object_get(j, "added")));
+	drop(j);
+	expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "POST", other,
+		     "{\"pattern\": \"a..b\"}");
+	snprintf(other, sizeof(other), "%s/lockdown", target);
+	j = ADMIN(200, "POST", other, NULL);
+	assert_string_equal(jstr(j, "mode"), "enforce");
+	drop(j);
+	snprintf(other, sizeof(other), "%s/pending", target);
+	j = ADMIN(200, "GET", other, NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "pending")), 0);
+	drop(j);
+	snprintf(other, sizeof(other), "%s/observe", target);
+	j = ADMIN(200, "POST", other, NULL);
+	assert_string_equal(jstr(j, "mode"), "observe");
+	assert_int_equal(json_array_size(json_object_get(j, "allowlist")), 1);
+	drop(j);
+	snprintf(other, sizeof(other), "%s/deny", target);
+	j = ADMIN(200, "POST", other, "{\"pattern\": \"*.openai.com\", \"port\": 443}");
+	assert_int_equal(jint(j, "removed"), 1);
+	drop(j);
+	expect_error(f, ADMIN_CALLER, NULL, 404, "not_found", "POST", other,
+		     "{\"pattern\": \"*.openai.com\", \"port\": 443}");
+	/* Another tenant's key sees nothing of this sandbox. */
+	expect_error(f, TCP_CALLER, f->key_b, 404, "not_found", "GET", target, NULL);
+	expect_error(f, TCP_CALLER, f->key_b, 404, "not_found", "POST", other,
+		     "{\"pattern\": \"x.com\"}");
+}
+
+/* Rows through the audit module's own writer, as the broker writes them. */
+static int64_t seed_row(struct fixture *f, struct audit_writer *w, const char *tenant,
+			const char *host, uint16_t status, enum store_audit_action action)
+{
+	struct store_audit_row r;
+	int64_t id = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.time_us = 1790000000000000;
+	snprintf(r.tenant_id, sizeof(r.tenant_id), "%s", tenant);
+	snprintf(r.sandbox_id, sizeof(r.sandbox_id), "%s", f->sbx);
+	snprintf(r.host, sizeof(r.host), "%s", host);
+	r.port = 443;
+	r.scheme = STORE_AUDIT_HTTPS;
+	strcpy(r.method, "GET");
+	strcpy(r.path, "/v1/models?api_key=" "miosa-tok-00112233445566778899aabbccddeeff");
+	r.status = status;
+	r.action = action;
+	assert_int_equal(audit_submit_wait_flags(w, &r, AUDIT_SUBMIT_AWAIT_COMPLETION, &id), 0);
+	return id;
+}
+
+static void seed_world(struct fixture *f, int64_t *ret_completed)
+{
+	struct store_audit_completion c = { .time_us = 1790000000100000, .status = 200,
+					    .bytes_up = 10, .bytes_down = 20, .duration_us = 30 };
+	struct audit_writer *w = NULL;
+	int64_t id;
+
+	assert_int_equal(audit_writer_open(f->state_dir, NULL, &w, f->err, sizeof(f->err)), 0);
+	id = seed_row(f, w, "default", "api.openai.com", 0, STORE_AUDIT_ALLOW);
+	(void)seed_row(f, w, "default", "evil.example", 403, STORE_AUDIT_DENY);
+	(void)seed_row(f, w, "b", "api.openai.com", 0, STORE_AUDIT_ALLOW);
+	c.request_id = id;
+	assert_int_equal(audit_complete(w, &c, NULL, NULL), 0);
+	audit_writer_close(w); /* commits what is queued */
+	*ret_completed = id;
+}
+
+static void test_audit_list_merges_completions_and_filters_on_them(void **state)
+{
+	struct fixture *f = *state;
+	const json_t *row;
+	int64_t id;
+	json_t *j;
+
+	seed_world(f, &id);
+	j = ADMIN(200, "GET", "/v1/audit", NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "rows")), 3);
+	assert_true(json_is_null(json_object_get(j, "next_cursor")));
+	drop(j);
+	j = ADMIN(200, "GET", "/v1/audit?status=200&tenant_id=default", NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "rows")), 1);
+	row = json_array_get(json_object_get(j, "rows"), 0);
+	assert_int_equal(jint(row, "id"), id);
+	assert_int_equal(jint(row, "bytes_up"), 10);
+	assert_int_equal(jint(row, "bytes_down"), 20);
+	assert_int_equal(jint(row, "duration_us"), 30);
+	assert_int_equal(jint(row, "completion_id"), 4);
+	assert_string_equal(jstr(row, "path"), "/v1/models?api_key=REDACTED");
+	drop(j);
+	j = ADMIN(200, "GET", "/v1/audit?status=0", NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "rows")), 1); /* tenant b's, unknown */
+	drop(j);
+	j = ADMIN(200, "GET", "/v1/audit?action=deny&host=evil.example", NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "rows")), 1);
+	drop(j);
+	/* A key sees its own tenant only. */
+	j = TCP(f->key_b, 200, "GET", "/v1/audit", NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "rows")), 1);
+	drop(j);
+	expect_error(f, TCP_CALLER, f->key_b, 404, "not_found", "GET", "/v1/audit?tenant_id=default",
+		     NULL);
+	expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "GET", "/v1/audit?status=1000",
+		     NULL);
+	expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "GET", "/v1/audit?limit=0", NULL);
+	expect_error(f, ADMIN_CALLER, NULL, 400, "invalid_field", "GET", "/v1/audit?since=5x", NULL);
+}
+
+static void test_audit_verify_counts_completions_and_is_admin_only(void **state)
+{
+	struct fixture *f = *state;
+	int64_t id;
+	json_t *j;
+
+	seed_world(f, &id);
+	j = ADMIN(200, "GET", "/v1/audit/verify", NULL);
+	assert_true(json_is_true(json_object_get(j, "ok")));
+	assert_int_equal(jint(j, "rows"), 4); /* three rows and a completion */
+	drop(j);
+	expect_error(f, TCP_CALLER, f->key_a, 404, "not_found", "GET", "/v1/audit/verify", NULL);
+}
+
+/* The export answers raw text: call control_api_handle() directly. */
+static void test_audit_export_carries_the_merged_row(void **state)
+{
+	struct fixture *f = *state;
+	struct control_request req = { .caller = CONTROL_CALLER_ADMIN, .method = "GET",
+				       .path = "/v1/audit/export", .query = "format=csv&status=200" };
+	struct control_response resp;
+	int64_t id;
+
+	seed_world(f, &id);
+	assert_int_equal(control_api_handle(f->api, &req, &resp), 0);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.content_type, "text/csv; charset=utf-8");
+	assert_non_null(strstr(resp.body, ",10,20,30,"));
+	assert_non_null(strstr(resp.body, ",4\r\n"));
+	assert_null(resp.tail);
+	control_response_free(&resp);
+	req.query = "format=jsonl&host=evil.example";
+	assert_int_equal(control_api_handle(f->api, &req, &resp), 0);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.content_type, "application/x-ndjson");
+	assert_non_null(strstr(resp.body, "\"status\":403"));
+	assert_non_null(strstr(resp.body, "\"completion_id\":null"));
+	control_response_free(&resp);
+}
+
+/* GET /v1/audit/tail: a 200 without a body that hands the server a filter. */
+static struct control_response tail_call(struct fixture *f, int caller, const char *bearer,
+					 const char *method, const char *query)
+{
+	struct control_request req = { .caller = (enum control_caller_kind)caller,
+				       .method = method, .path = "/v1/audit/tail",
+				       .query = query, .bearer = bearer };
+	struct control_response resp;
+
+	assert_int_equal(control_api_handle(f->api, &req, &resp), 0);
+	return resp;
+}
+
+static void test_audit_tail_hands_the_validated_filter_to_the_server(void **state)
+{
+	struct fixture *f = *state;
+	struct control_response resp;
+	char query[256];
+	const struct store_audit_filter *flt;
+
+	snprintf(query, sizeof(query),
+		 "sandbox=%s&host=api.openai.com&status=200&action=allow&external_user_id=alice",
+		 f->sbx);
+	resp = tail_call(f, ADMIN_CALLER, NULL, "GET", query);
+	assert_int_equal(resp.status, 200);
+	assert_null(resp.body);
+	assert_non_null(resp.tail);
+	flt = &resp.tail->filter;
+	assert_null(flt->tenant_id); /* the admin tails every tenant */
+	assert_string_equal(flt->sandbox_id, f->sbx);
+	assert_string_equal(flt->host, "api.openai.com");
+	assert_string_equal(flt->external_user_id, "alice");
+	assert_null(flt->external_workspace_id);
+	assert_int_equal(flt->status, 200);
+	assert_int_equal(flt->action, STORE_AUDIT_ALLOW);
+	control_response_free(&resp);
+	assert_null(resp.tail);
+
+	/* A key's tail is its tenant's, whatever it asks. */
+	resp = tail_call(f, TCP_CALLER, f->key_a, "GET", "");
+	assert_int_equal(resp.status, 200);
+	assert_non_null(resp.tail);
+	assert_string_equal(resp.tail->filter.tenant_id, "a");
+	assert_int_equal(resp.tail->filter.status, -1);
+	assert_int_equal(resp.tail->filter.action, -1);
+	control_response_free(&resp);
+
+	resp = tail_call(f, TCP_CALLER, f->key_a, "GET", "tenant_id=b");
+	assert_int_equal(resp.status, 404);
+	assert_null(resp.tail);
+	control_response_free(&resp);
+	resp = tail_call(f, TCP_CALLER, NULL, "GET", "");
+	assert_int_equal(resp.status, 401);
+	assert_null(resp.tail);
+	control_response_free(&resp);
+	resp = tail_call(f, ADMIN_CALLER, NULL, "GET", "status=abc");
+	assert_int_equal(resp.status, 400);
+	assert_non_null(strstr(resp.body, "invalid_field"));
+	assert_null(resp.tail);
+	control_response_free(&resp);
+	resp = tail_call(f, ADMIN_CALLER, NULL, "GET", "cursor=5");
+	assert_int_equal(resp.status, 400); /* list-only parameter */
+	assert_null(resp.tail);
+	control_response_free(&resp);
+	resp = tail_call(f, ADMIN_CALLER, NULL, "POST", "");
+	assert_int_equal(resp.status, 405);
+	assert_null(resp.tail);
+	control_response_free(&resp);
+}
+
 static void test_no_response_of_the_run_held_a_secret_value(void **state)
 {
 	(void)state;
@@ -1435,6 +1672,11 @@ int main(void)
 		T(test_template_policy_is_read_and_given_to_a_new_sandbox),
 		T(test_an_invalid_template_policy_creates_no_sandbox),
 		T(test_everything_survives_a_restart),
+		T(test_network_routes_round_trip),
+		T(test_audit_list_merges_completions_and_filters_on_them),
+		T(test_audit_verify_counts_completions_and_is_admin_only),
+		T(test_audit_export_carries_the_merged_row),
+		T(test_audit_tail_hands_the_validated_filter_to_the_server),
 		cmocka_unit_test(test_no_response_of_the_run_held_a_secret_value),
 #undef T
 	};

@@ -401,6 +401,93 @@ static void test_call_times_out(void **state)
 	stand_in_stop(&s);
 }
 
+/* Streaming (GET /v1/audit/tail): a 200's content goes to on_data. */
+struct stream_sink {
+	char buf[256];
+	size_t len;
+	int calls;
+	int fail_with;
+};
+
+static int stream_sink_data(void *userdata, const char *data, size_t len)
+{
+	struct stream_sink *k = userdata;
+
+	k->calls++;
+	if (k->fail_with)
+		return k->fail_with;
+	assert_true(len < sizeof(k->buf) - k->len);
+	memcpy(k->buf + k->len, data, len);
+	k->len += len;
+	return 0;
+}
+
+static int stream_with(const char *answer, size_t len, struct stream_sink *k,
+		       struct ctl_response *resp, char *err, size_t err_size)
+{
+	struct ctl_request req = { .method = "GET", .target = "/v1/audit/tail",
+				   .on_data = stream_sink_data, .userdata = k };
+	static struct stand_in s;
+	struct ctl_endpoint ep;
+	int r;
+
+	stand_in_start(&s, answer, len);
+	assert_int_equal(ctl_endpoint_unix(s.path, &ep, err, err_size), 0);
+	r = ctl_client_call(&ep, &req, 2000, resp, err, err_size);
+	stand_in_stop(&s);
+	return r;
+}
+
+static void test_call_streams_a_200_to_on_data(void **state)
+{
+	static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+				     "Transfer-Encoding: chunked\r\n\r\n"
+				     "8\r\n{\"id\":1}\r\n9\r\n\n{\"id\":2}\r\n1\r\n\n\r\n0\r\n\r\n";
+	struct stream_sink k = { .len = 0 };
+	struct ctl_response resp;
+	char err[CTL_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(stream_with(answer, sizeof(answer) - 1, &k, &resp, err, sizeof(err)), 0);
+	assert_int_equal(resp.status, 200);
+	assert_int_equal(resp.body_len, 0); /* the content went to on_data */
+	assert_int_equal(k.len, 18);
+	assert_memory_equal(k.buf, "{\"id\":1}\n{\"id\":2}\n", 18);
+	assert_true(k.calls >= 3);
+	ctl_response_free(&resp);
+}
+
+static void test_call_stream_reads_an_error_whole(void **state)
+{
+	static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 17\r\n\r\n"
+				     "{\"error\":\"x\",\"m\"}";
+	struct stream_sink k = { .len = 0 };
+	struct ctl_response resp;
+	char err[CTL_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(stream_with(answer, sizeof(answer) - 1, &k, &resp, err, sizeof(err)), 0);
+	assert_int_equal(resp.status, 400);
+	assert_string_equal(resp.body, "{\"error\":\"x\",\"m\"}");
+	assert_int_equal(k.calls, 0);
+	ctl_response_free(&resp);
+}
+
+static void test_call_stream_stops_when_on_data_fails(void **state)
+{
+	static const char answer[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				     "2\r\n{}\r\n2\r\n{}\r\n0\r\n\r\n";
+	struct stream_sink k = { .fail_with = -EPIPE };
+	struct ctl_response resp;
+	char err[CTL_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(stream_with(answer, sizeof(answer) - 1, &k, &resp, err, sizeof(err)),
+			 -EPIPE);
+	assert_int_equal(k.calls, 1);
+	assert_string_equal(err, ""); /* the callback said why */
+}
+
 static void test_call_sends_body_and_bearer_only_over_tcp(void **state)
 {
 	static const char answer[] = "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}";
@@ -634,6 +721,9 @@ int main(void)
 		cmocka_unit_test(test_call_refuses_truncated_answers),
 		cmocka_unit_test(test_call_caps_the_answer),
 		cmocka_unit_test(test_call_times_out),
+		cmocka_unit_test(test_call_streams_a_200_to_on_data),
+		cmocka_unit_test(test_call_stream_reads_an_error_whole),
+		cmocka_unit_test(test_call_stream_stops_when_on_data_fails),
 		cmocka_unit_test(test_call_sends_body_and_bearer_only_over_tcp),
 		cmocka_unit_test(test_call_refuses_header_injection_in_the_key),
 		cmocka_unit_test(test_call_names_the_socket_when_it_cannot_connect),
