@@ -483,11 +483,12 @@ n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.ope
 check_eq "audit: both rotation requests swapped openai_key" 2 "$n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND path LIKE '/pool/%' AND secrets_swapped='openai_key'")
 check_eq "audit: both requests over the pooled upstream have their own swapped row" 2 "$n"
-tcp_rows() { test "$(q "SELECT count(*) FROM audit_rows WHERE host='tcp.test' AND port=7000 AND scheme='tcp' AND action='allow' AND bytes_up=300000 AND bytes_down=300000")" = 2; }
+# A TCP row is written at open; bytes and duration arrive in its completion.
+tcp_rows() { test "$(q "SELECT count(*) FROM audit_rows r JOIN audit_completions c ON c.request_id = r.id WHERE r.host='tcp.test' AND r.port=7000 AND r.scheme='tcp' AND r.action='allow' AND c.bytes_up=300000 AND c.bytes_down=300000")" = 2; }
 wait_until 10 "the TCP rows at close" tcp_rows &&
 	ok "audit: two allow rows for tcp.test:7000 (scheme tcp, 300000 bytes each way)" ||
 	fail "audit: two allow rows for tcp.test:7000 (scheme tcp, 300000 bytes each way)" \
-		"$(q "SELECT scheme, action, bytes_up, bytes_down, path FROM audit_rows WHERE host='tcp.test'")"
+		"$(q "SELECT r.scheme, r.action, c.bytes_up, c.bytes_down, r.path FROM audit_rows r LEFT JOIN audit_completions c ON c.request_id = r.id WHERE r.host='tcp.test'")"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='tcp.test' AND (path IS NULL OR path='')")
 check_eq "audit: the TCP rows have no path" 2 "$n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='blocked.test' AND port=7000 AND scheme='tcp' AND action='deny'")
@@ -495,7 +496,7 @@ check_eq "audit: the refused TCP connection has a deny row" 1 "$n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='api.openai.test' AND port=8443 AND scheme='https' AND secrets_swapped='openai_key'")
 check_eq "audit: the intercepted 8443 request has an https row with the swap" 1 "$n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='api.openai.test' AND port=8443 AND scheme='tcp'")
-check_eq "audit: no connection row for the intercepted 8443 stream" 0 "$n"
+check_eq "audit: one connection row (written at open, before the sniff) for the intercepted 8443 stream" 1 "$n"
 n=$(q "SELECT count(*) FROM audit_rows WHERE host='imap.test' AND port=993 AND scheme='tcp' AND action='allow'")
 check_eq "audit: the spliced TLS connections on 993 have tcp rows" 2 "$n"
 sni_rows() { test "$(q "SELECT count(*) FROM audit_rows WHERE sandbox_id='$sbx' AND host='api.openai.test' AND port=443 AND action='deny' AND reason='sni-mismatch' AND scheme='https'")" = 2; }
