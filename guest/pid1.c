@@ -227,8 +227,13 @@ int pid1_watch_signals(uv_loop_t *loop)
 
 	/* Without this the kernel reboots at once on ctrl-alt-del (C_A_D on, the
 	 * default) instead of sending us SIGINT for a clean power-off. */
-	if (reboot(RB_DISABLE_CAD) < 0)
-		agent_log_warn(M, "reboot(RB_DISABLE_CAD): %s, ignoring", strerror(errno));
+	if (reboot(RB_DISABLE_CAD) < 0) {
+		/* EINVAL in a child PID namespace: ctrl-alt-del is the machine's */
+		if (errno == EINVAL)
+			agent_log_debug(M, "reboot(RB_DISABLE_CAD): not the initial PID namespace");
+		else
+			agent_log_warn(M, "reboot(RB_DISABLE_CAD): %s, ignoring", strerror(errno));
+	}
 	/* static: PID 1 never closes them */
 	for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
 		if ((r = uv_signal_init(loop, &handles[i])) < 0 ||
