@@ -35,7 +35,9 @@ timeout -s KILL $((BOOT_DEADLINE + 30)) qemu-system-x86_64 -accel tcg -m 512 -sm
 	-append "console=ttyS0 quiet panic=-1" \
 	-monitor "unix:$MON,server,nowait" </dev/null >"$LOG" 2>&1 &
 QEMU=$!
-VM_CLEANUP+=("kill -KILL $QEMU 2>/dev/null")
+# single quotes: evaluated at exit, when QEMU= means it was already reaped
+# (its PID may belong to someone else by then)
+VM_CLEANUP+=('[ -z "$QEMU" ] || kill -KILL "$QEMU" 2>/dev/null')
 
 agent_started() { grep -q 'miosa-init: info: main: miosa-init .* starting' "$LOG"; }
 retried() { [ "$(grep -c 'control: cannot connect to vsock:2:1024' "$LOG")" -ge 2 ]; }
@@ -90,6 +92,7 @@ fi
 if wait_until 30 "QEMU to exit" qemu_gone; then
 	status=0
 	wait "$QEMU" || status=$?
+	QEMU=
 	check_eq "QEMU exited with status 0 (guest powered off)" 0 "$status"
 else
 	fail "the guest powered off within 30 s of ctrl-alt-del"

@@ -38,7 +38,7 @@ placeholder=miosa-tok-$(openssl rand -hex 16)
 "$FAKE" --uds "$T/broker/v" --ca-pem "$T/ca.pem" --placeholder "$placeholder" \
 	</dev/null >"$T/broker.out" 2>"$T/broker.err" &
 broker_pid=$!
-VM_CLEANUP+=("kill -KILL $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null")
+VM_CLEANUP+=("kill -KILL $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null") # never exits by itself
 wait_until 10 "the fake broker" grep -q '^LISTENING' "$T/broker.out" || fail "fake broker did not start"
 
 # sh is PID 1 of the new namespaces; it binds the broker's directory into the
@@ -48,7 +48,9 @@ unshare --pid --fork --kill-child --mount --net --propagation private sh -c '
 	exec chroot "$1/root" /init --transport unix:/broker/v' \
 	sh "$T" </dev/null >/dev/null 2>"$T/agent.log" &
 unshare_pid=$!
-VM_CLEANUP+=("kill -KILL $unshare_pid 2>/dev/null")
+# single quotes: evaluated at exit; emptied once a process is known gone,
+# whose PID may belong to someone else by then
+VM_CLEANUP+=('[ -z "$unshare_pid" ] || kill -KILL "$unshare_pid" 2>/dev/null')
 agent=
 find_agent() { agent=$(ps -o pid= --ppid "$unshare_pid" | tr -d ' '); [ -n "$agent" ]; }
 if wait_until 10 "the agent's PID" find_agent &&
@@ -58,7 +60,7 @@ else
 	fail "the image's /init runs as PID 1" "$(tail -n 5 "$T/agent.log")"
 	vm_finish
 fi
-VM_CLEANUP+=("kill -KILL $agent 2>/dev/null")
+VM_CLEANUP+=('[ -z "$agent" ] || kill -KILL "$agent" 2>/dev/null')
 check_cmd "no load-order in this copy: nothing loaded" \
 	grep -q 'no /lib/modules/miosa/load-order: no kernel modules to load' "$T/agent.log"
 
@@ -99,8 +101,10 @@ check_eq "curl in the image reaches api.example.test through stub and broker" \
 kill -TERM "$agent"
 agent_gone() { ! kill -0 "$agent" 2>/dev/null; }
 if wait_until 15 "the agent to power off" agent_gone; then
+	agent=
 	status=0
 	wait "$unshare_pid" || status=$?
+	unshare_pid=
 	# SIGINT is how the kernel ends a PID namespace whose init called
 	# reboot(RB_POWER_OFF); unshare passes it on
 	check_eq "SIGTERM -> power-off ended the namespace" 130 "$status"

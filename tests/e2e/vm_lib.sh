@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the vm-images/ tests (bash; sourced, not run).
 #
 # Environment (meson sets it): MIOSA_SOURCE_ROOT (the source tree, where the
