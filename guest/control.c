@@ -466,6 +466,18 @@ static int start_session(struct control *c, const uint8_t *rest, size_t rest_len
 	return 0;
 }
 
+/* What a failed connect means for someone reading the boot console. */
+static const char *connect_hint(const struct control *c, int r)
+{
+	if (c->cfg.transport.kind != TRANSPORT_VSOCK)
+		return "";
+	if (r == UV_ENODEV)
+		return " (no virtio-vsock device in this VM)";
+	if (r == UV_EAFNOSUPPORT)
+		return " (no vsock support: kernel modules not loaded?)";
+	return "";
+}
+
 static void on_hello_ack(struct broker_open *op, int status, const struct frame *f,
 			 const uint8_t *rest, size_t rest_len)
 {
@@ -475,8 +487,10 @@ static void on_hello_ack(struct broker_open *op, int status, const struct frame 
 	int r;
 
 	if (status < 0) {
-		agent_log_info(M, "cannot reach the broker at %s: %s", c->transport_text,
-			       status == -EMSGSIZE ? frame_strerror(status) : uv_strerror(status));
+		agent_log_info(M, "cannot reach the broker at %s: %s%s, reconnecting",
+			       c->transport_text,
+			       status == -EMSGSIZE ? frame_strerror(status) : uv_strerror(status),
+			       connect_hint(c, status));
 		disconnect(c);
 		return;
 	}
@@ -509,16 +523,19 @@ static void on_retry(uv_timer_t *t)
 	connect_now(container_of(t, struct control, timer));
 }
 
-static void schedule_retry(struct control *c)
+/* Returns the delay, for the caller's log line. */
+static uint32_t schedule_retry(struct control *c)
 {
 	uint32_t delay = backoff_next(&c->backoff);
 
 	c->state = CONTROL_WAITING;
 	if (c->closing)
-		return;
+		return 0;
 	agent_log_debug(M, "reconnecting in %u ms", delay);
 	uv_timer_start(&c->timer, on_retry, delay, 0);
+	return delay;
 }
+
 
 static void on_pipe_closed(uv_handle_t *h)
 {
@@ -572,8 +589,10 @@ static void connect_now(struct control *c)
 	c->state = CONTROL_OPENING;
 	if ((r = broker_open_start(&c->op, c->loop, &c->cfg.transport, &c->pipe, &open,
 				   on_hello_ack)) < 0) {
-		agent_log_warn(M, "cannot connect to %s: %s", c->transport_text, uv_strerror(r));
-		schedule_retry(c);
+		uint32_t delay = schedule_retry(c);
+
+		agent_log_warn(M, "cannot connect to %s: %s%s, retrying in %u ms", c->transport_text,
+			       uv_strerror(r), connect_hint(c, r), delay);
 		return;
 	}
 	c->pipe_open = true;

@@ -5,7 +5,8 @@
  *              [--runtime-dir DIR] [--resolv-conf PATH] [--log-level LVL]
  *
  * Init mode (the default) owns the guest: as PID 1 it mounts the kernel
- * filesystems and powers off on SIGTERM; it installs the sandbox CA in the
+ * filesystems, loads the kernel modules its image lists (kmod.h) and powers
+ * off on SIGTERM; it installs the sandbox CA in the
  * system trust store and writes /etc/profile.d/miosa.sh.  Run in init mode
  * but not as PID 1 (a service that still owns the guest), it does the
  * latter and exits on SIGTERM.  With --no-init it changes nothing outside
@@ -30,6 +31,7 @@
 #include "egress_capture.h"
 #include "env.h"
 #include "frame.h"
+#include "kmod.h"
 #include "netsetup.h"
 #include "pid1.h"
 #include "reaper.h"
@@ -273,6 +275,9 @@ int main(int argc, char **argv)
 	agent_log_info(M, "miosa-init %s starting: %s, transport %s, runtime dir %s", MIOSA_VERSION,
 		       a.pid1 ? "PID 1" : a.opt.init_mode ? "init mode (not PID 1)" : "--no-init",
 		       a.opt.transport, a.opt.runtime_dir);
+	/* before the transport: AF_VSOCK needs the vsock modules */
+	if (a.pid1)
+		pid1_load_modules(KMOD_ORDER_FILE);
 	if ((r = watch_signals(&a)) < 0 || (r = start_agent(&a)) < 0) {
 		agent_log_error(M, "cannot start: %s", strerror(-r));
 		if (a.pid1)

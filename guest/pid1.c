@@ -1,6 +1,8 @@
 #include "pid1.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent_log.h"
+#include "kmod.h"
 
 #define M "pid1"
 
@@ -74,6 +77,87 @@ int pid1_mount_all(void)
 			agent_log_debug(M, "mounted %s on %s", mounts[i].type, mounts[i].target);
 		}
 	}
+	return failed;
+}
+
+/* Why one module did not load, in words for the boot console. */
+static const char *module_error(int dirfd, const char *path, int r)
+{
+	/* the kernel also says ENOENT for an unknown symbol */
+	if (r == -ENOENT && faccessat(dirfd, path, R_OK, 0) == 0)
+		return "unknown symbol: a module it needs is not loaded (order file, dmesg)";
+	if (r == -ENOENT)
+		return "no such file in the image";
+	return strerror(-r);
+}
+
+/* Entries are relative to the order file's directory: open that. */
+static int open_order_dir(const char *order_file)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(order_file, '/');
+	int n;
+
+	if (!slash)
+		return open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	n = snprintf(dir, sizeof(dir), "%.*s", (int)(slash - order_file), order_file);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -1;
+	return open(n == 0 ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+int pid1_load_modules(const char *order_file)
+{
+	static char text[KMOD_ORDER_MAX + 1];
+	struct kmod_order order;
+	size_t len, line = 0, loaded = 0, present = 0;
+	int dirfd, failed = 0, r;
+
+	if ((r = kmod_order_read(order_file, text, sizeof(text), &len)) == -ENOENT) {
+		agent_log_info(M, "no %s: no kernel modules to load", order_file);
+		return 0;
+	}
+	if (r < 0) {
+		agent_log_error(M, "cannot read %s: %s, loading no kernel modules", order_file,
+				strerror(-r));
+		return 1;
+	}
+	if ((r = kmod_order_parse(text, len, &order, &line)) < 0) {
+		if (r == -E2BIG)
+			agent_log_error(M, "%s line %zu: more than %u modules, loading none",
+					order_file, line, KMOD_MAX_MODULES);
+		else
+			agent_log_error(M, "%s line %zu: not a module path (.ko, [A-Za-z0-9._+-/], "
+					   "no . or .. component) or listed twice, loading none",
+					order_file, line);
+		return 1;
+	}
+	if ((dirfd = open_order_dir(order_file)) < 0) {
+		agent_log_error(M, "cannot open the directory of %s: %s, loading no kernel modules",
+				order_file, strerror(errno));
+		return 1;
+	}
+	for (size_t i = 0; i < order.count; i++) {
+		char path[KMOD_PATH_MAX + 1];
+
+		snprintf(path, sizeof(path), "%.*s", (int)order.entry[i].len,
+			 text + order.entry[i].off);
+		r = kmod_load(dirfd, path);
+		if (r == 0) {
+			loaded++;
+			agent_log_info(M, "kernel module %s loaded", path);
+		} else if (r > 0) {
+			present++;
+			agent_log_info(M, "kernel module %s already loaded or built in", path);
+		} else {
+			failed++;
+			agent_log_error(M, "cannot load kernel module %s: %s, carrying on", path,
+					module_error(dirfd, path, r));
+		}
+	}
+	close(dirfd);
+	agent_log_info(M, "kernel modules from %s: %zu loaded, %zu already there, %d failed",
+		       order_file, loaded, present, failed);
 	return failed;
 }
 
@@ -141,6 +225,15 @@ int pid1_watch_signals(uv_loop_t *loop)
 	static uv_signal_t handles[sizeof(poweroff_signals) / sizeof(poweroff_signals[0])];
 	int r;
 
+	/* Without this the kernel reboots at once on ctrl-alt-del (C_A_D on, the
+	 * default) instead of sending us SIGINT for a clean power-off. */
+	if (reboot(RB_DISABLE_CAD) < 0) {
+		/* EINVAL in a child PID namespace: ctrl-alt-del is the machine's */
+		if (errno == EINVAL)
+			agent_log_debug(M, "reboot(RB_DISABLE_CAD): not the initial PID namespace");
+		else
+			agent_log_warn(M, "reboot(RB_DISABLE_CAD): %s, ignoring", strerror(errno));
+	}
 	/* static: PID 1 never closes them */
 	for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
 		if ((r = uv_signal_init(loop, &handles[i])) < 0 ||
