@@ -60,6 +60,13 @@ struct vsock_mux_hooks {
 	void *ctx;
 };
 
+/*
+ * connections_opened: connections that reached the connected state (either
+ * direction); connections_reset: connections ended by an RST either way or
+ * refused (no listener, cap); protocol_errors: guest packets that broke the
+ * protocol (plus RSTs dropped because the guest left its rx queue full);
+ * bytes_*: RW payload bytes.
+ */
 struct vsock_mux_stats {
 	uint64_t connections_opened;
 	uint64_t connections_reset;
@@ -73,7 +80,14 @@ struct vsock_mux;
 /*
  * Creates the mux and starts listening on config->uds_path for host-initiated
  * connections (an existing socket file there is refused with -EADDRINUSE
- * unless nothing listens on it, in which case it is replaced).
+ * unless nothing listens on it, in which case it is replaced; a non-socket
+ * there is refused with -EEXIST).  The socket is mode 0600 and unlinked by
+ * vsock_mux_free().  config->buf_alloc 0 means VSOCK_MUX_DEFAULT_BUF_ALLOC,
+ * else 4096..64 MiB; uds_path + "_4294967295" must fit sun_path
+ * (-ENAMETOOLONG); guest_cid 3..0xfffffffe (-EINVAL).  hooks may be NULL.
+ * If it fails after the listener handle was made (uv_pipe_open/uv_listen),
+ * that handle is closing: run the loop before uv_loop_close(), as after
+ * vsock_mux_free().
  */
 __attribute__((warn_unused_result))
 int vsock_mux_new(uv_loop_t *loop, const struct vsock_mux_config *config,
