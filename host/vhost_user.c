@@ -319,7 +319,7 @@ static int h_reset_owner(struct vhost_user *dev, struct msg *m, uint8_t *reply, 
 static int h_set_mem_table(struct vhost_user *dev, struct msg *m, uint8_t *reply,
 			   size_t *reply_len, const char **why)
 {
-	struct guest_mem fresh = { 0 };
+	struct guest_mem fresh = { 0 }, old;
 	struct cursor c;
 	uint64_t n, pad;
 	int r;
@@ -348,18 +348,31 @@ static int h_set_mem_table(struct vhost_user *dev, struct msg *m, uint8_t *reply
 			return r;
 		}
 	}
-	/* Single-threaded and nobody holds guest pointers across loop turns, so
-	 * the old mappings can go now; running rings are translated anew. */
-	guest_mem_unmap_all(&dev->mem);
+	/* Running rings (memory hotplug) move to the new table first; if one
+	 * does not fit it, the old table stays.  Single-threaded and nobody
+	 * holds guest pointers across loop turns, so the old mappings can go
+	 * once the rings point into the new ones. */
+	for (unsigned i = 0; i < VHOST_USER_NUM_VRINGS; i++)
+		if (dev->vr[i].running)
+			dev->vr[i].base = dev->vr[i].vq.last_avail_idx;  /* attach restarts from base */
+	old = dev->mem;
 	dev->mem = fresh;
 	for (unsigned i = 0; i < VHOST_USER_NUM_VRINGS; i++) {
 		struct vring *v = &dev->vr[i];
 
-		if (v->running && (r = vring_attach(dev, v)) < 0) {
+		if (!v->running)
+			continue;
+		if ((r = vring_attach(dev, v)) < 0) {
+			dev->mem = old;
+			for (unsigned k = 0; k < VHOST_USER_NUM_VRINGS; k++)
+				if (dev->vr[k].running)
+					(void)vring_attach(dev, &dev->vr[k]);
+			guest_mem_unmap_all(&fresh);
 			*why = "a running ring lies outside the new memory table";
 			return r;
 		}
 	}
+	guest_mem_unmap_all(&old);
 	return 0;   /* the fds are closed by the caller: the mappings keep the memory */
 }
 

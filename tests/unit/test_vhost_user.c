@@ -461,6 +461,43 @@ static void test_reset_owner_stops_rings_and_unmaps(void **state)
 	assert_fd_closed(kick);
 }
 
+static void test_mem_table_change_moves_running_rings_or_keeps_the_old_table(void **state)
+{
+	int fd = dup(fx.memfd), kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct virtq *vq;
+	uint8_t p[8];
+
+	(void)state;
+	assert_int_equal(send_u64(VHOST_USER_SET_FEATURES, 1ull << 32), 0);
+	assert_int_equal(send_mem_table(0, MEM_SIZE, 0, &fd, 1, 1), 0);
+	assert_int_equal(send_state(VHOST_USER_SET_VRING_NUM, 1, 64), 0);
+	set_addr(1, UVA_BASE + 0x8000);
+	put_le(p, 1, 8);
+	assert_int_equal(send_fds(VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, p, 8, &kick, 1), 0);
+	vq = vhost_user_vring(fx.dev, 1);
+	assert_non_null(vq);
+	vq->last_avail_idx = 5;   /* as if 5 chains had been popped */
+
+	/* Hotplug-style change: same ring, new mapping; progress is kept. */
+	fd = dup(fx.memfd);
+	assert_int_equal(send_mem_table(0, MEM_SIZE, 0, &fd, 1, 1), 0);
+	vq = vhost_user_vring(fx.dev, 1);
+	assert_non_null(vq);
+	assert_int_equal(vq->last_avail_idx, 5);
+	memcpy(fx.guest + 0x8000, "ring", 4);
+	assert_memory_equal(vq->desc, "ring", 4);
+
+	/* A table the running ring does not fit in is refused; the old one stays. */
+	fd = dup(fx.memfd);
+	assert_int_equal(send_mem_table(0, 0x4000, 0, &fd, 1, 1), -EFAULT);
+	assert_int_equal(vhost_user_mem(fx.dev)->r[0].size, MEM_SIZE);
+	vq = vhost_user_vring(fx.dev, 1);
+	assert_non_null(vq);
+	assert_int_equal(vq->last_avail_idx, 5);
+	memcpy(fx.guest + 0x8000, "same", 4);
+	assert_memory_equal(vq->desc, "same", 4);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -483,6 +520,7 @@ int main(void)
 		T(test_qemu_sequence_starts_and_stops_rings),
 		T(test_ring_outside_memory_fails_the_start),
 		T(test_reset_owner_stops_rings_and_unmaps),
+		T(test_mem_table_change_moves_running_rings_or_keeps_the_old_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
