@@ -54,6 +54,7 @@ struct vhost_user {
 
 	struct watch *listener;
 	struct watch *conn;
+	uint64_t conn_messages;    /* messages handled on this connection */
 	char *path;
 
 	/* The message being read: header + payload, and the fds it carried. */
@@ -876,6 +877,8 @@ static int conn_read(struct vhost_user *dev, bool *ret_complete)
 	return 0;
 }
 
+static void accept_cb(uv_poll_t *h, int status, int events);
+
 static void conn_cb(uv_poll_t *h, int status, int events)
 {
 	struct watch *w = h->data;
@@ -892,6 +895,19 @@ static void conn_cb(uv_poll_t *h, int status, int events)
 		return;
 	}
 	r = conn_read(dev, &complete);
+	if (r == -ENOTCONN && dev->conn_messages == 0 && dev->rlen == 0) {
+		/* Connected and left without a word: not a frontend but someone
+		 * checking that we listen (another miosa-vsock refusing to take
+		 * over a live socket does exactly that).  Keep serving. */
+		close_fds(dev->rfds, dev->nrfds);
+		dev->nrfds = 0;
+		watch_close(dev->conn);
+		dev->conn = NULL;
+		if (uv_poll_start(&dev->listener->poll, UV_READABLE, accept_cb) < 0)
+			dev->ops->disconnected(dev->ctx, -EIO, "cannot listen again");
+		log_event(LOG_LEVEL_DEBUG, "vhost_user_probe_ignored", "socket", dev->path);
+		return;
+	}
 	if (r == -ENOTCONN) {
 		conn_drop(dev, dev->rlen ? -EPROTO : 0,
 			  dev->rlen ? "frontend closed the socket mid-message" : "frontend closed the socket");
@@ -909,6 +925,7 @@ static void conn_cb(uv_poll_t *h, int status, int events)
 	request = le32toh(request);
 	r = vhost_user_handle_message(dev, dev->rbuf, dev->rlen, dev->rfds, dev->nrfds, reply,
 				      sizeof(reply), &why);
+	dev->conn_messages++;
 	dev->nrfds = 0;
 	dev->rlen = 0;
 	if (log_enabled(LOG_LEVEL_DEBUG)) {
@@ -956,6 +973,7 @@ static void accept_cb(uv_poll_t *h, int status, int events)
 	}
 	/* One frontend per device: stop accepting while it is connected. */
 	uv_poll_stop(&w->poll);
+	dev->conn_messages = 0;
 	log_event(LOG_LEVEL_INFO, "vhost_user_connected", "socket", dev->path);
 }
 

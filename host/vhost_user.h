@@ -24,7 +24,10 @@
  *
  * Contract:
  *   - Loop-thread only (libuv).  One frontend connection at a time: once
- *     QEMU is connected the listener stops accepting.
+ *     QEMU is connected the listener stops accepting.  A connection that
+ *     closes before sending one message is not a frontend (a liveness probe,
+ *     e.g. a second miosa-vsock refusing to take over this socket): it is
+ *     ignored and accepting resumes.
  *   - ops->vring_state(ctx, i, true) when ring i starts running (kick fd
  *     received, enabled, addresses translated), false when it stops
  *     (GET_VRING_BASE, RESET_OWNER, disconnect); ops->kick(ctx, i) when the
