@@ -930,7 +930,9 @@ size_t vsock_mux_to_guest(struct vsock_mux *mux, uint8_t *buf, size_t cap)
 		if (n > 0)
 			return n;
 	}
-	while (link_linked(&mux->data)) {
+	/* A bare header has no room for data: nothing moves (and the round-robin
+	 * below would never end). */
+	while (cap > VSOCK_HDR_SIZE && link_linked(&mux->data)) {
 		struct vsock_conn *c = link_entry(mux->data.next, struct vsock_conn, data);
 
 		/* Off the list and back on at its tail: round-robin. */
