@@ -228,6 +228,7 @@ struct vsock_mux {
 	bool freeing;
 	bool kick;        /* something became pending since the hook was called */
 	unsigned nconns;
+	bool cap_logged;
 	uint32_t next_host_port;
 	struct vsock_conn *buckets[MUX_BUCKETS];
 	struct link all, ctrl, data;
@@ -386,6 +387,7 @@ static void conn_close(struct vsock_conn *c)
 	link_remove(&c->ctrl);
 	link_remove(&c->data);
 	mux->nconns--;
+	mux->cap_logged = false;
 	uv_close((uv_handle_t *)&c->pipe, conn_on_closed);
 }
 
@@ -671,7 +673,10 @@ static void mux_guest_request(struct vsock_mux *mux, const struct vsock_hdr *h)
 	if (mux->nconns >= VSOCK_MUX_MAX_CONNECTIONS) {
 		struct log_line l;
 
-		if (log_begin(&l, LOG_LEVEL_WARN, "vsock_conn_refused")) {
+		/* Once per time the cap is reached: a guest looping on REQUEST
+		 * must not flood the log. */
+		if (!mux->cap_logged && log_begin(&l, LOG_LEVEL_WARN, "vsock_conn_refused")) {
+			mux->cap_logged = true;
 			log_uint(&l, "guest_cid", mux->guest_cid);
 			log_uint(&l, "guest_port", h->src_port);
 			log_uint(&l, "host_port", h->dst_port);
@@ -930,7 +935,9 @@ size_t vsock_mux_to_guest(struct vsock_mux *mux, uint8_t *buf, size_t cap)
 		if (n > 0)
 			return n;
 	}
-	while (link_linked(&mux->data)) {
+	/* A bare header has no room for data: nothing moves (and the round-robin
+	 * below would never end). */
+	while (cap > VSOCK_HDR_SIZE && link_linked(&mux->data)) {
 		struct vsock_conn *c = link_entry(mux->data.next, struct vsock_conn, data);
 
 		/* Off the list and back on at its tail: round-robin. */

@@ -105,7 +105,9 @@ void vsock_mux_from_guest(struct vsock_mux *mux, const struct vsock_hdr *hdr, co
  */
 size_t vsock_mux_to_guest(struct vsock_mux *mux, uint8_t *buf, size_t cap);
 
-/* True when vsock_mux_to_guest() would return something. */
+/* True when vsock_mux_to_guest() would return something (given a cap with
+ * room for a header and at least one payload byte: data never fits in a
+ * bare header). */
 int vsock_mux_has_pending(const struct vsock_mux *mux);
 
 void vsock_mux_reset(struct vsock_mux *mux);
