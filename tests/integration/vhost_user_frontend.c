@@ -85,7 +85,8 @@ static void send_msg(uint32_t req, const void *payload, uint32_t size, const int
 	put_le(buf, req, 4);
 	put_le(buf + 4, 1, 4);
 	put_le(buf + 8, size, 4);
-	memcpy(buf + 12, payload, size);
+	if (size)
+		memcpy(buf + 12, payload, size);
 	if (nfds) {
 		struct cmsghdr *cm;
 
