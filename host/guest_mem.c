@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 static int add_region(struct guest_mem *m, const struct guest_mem_region *reg)
 {
@@ -21,6 +22,7 @@ int guest_mem_map(struct guest_mem *m, int fd, uint64_t gpa, uint64_t size, uint
 		  uint64_t mmap_offset)
 {
 	struct guest_mem_region reg = { .gpa = gpa, .size = size, .uva = uva };
+	struct stat st;
 	void *base;
 	int r;
 
@@ -28,6 +30,12 @@ int guest_mem_map(struct guest_mem *m, int fd, uint64_t gpa, uint64_t size, uint
 		return -E2BIG;
 	if (size == 0 || size > SIZE_MAX || mmap_offset > SIZE_MAX - size)
 		return -EINVAL;
+	/* Touching a shared mapping past the end of its file is SIGBUS: the file
+	 * (memfd, hugetlbfs or shm file) must hold the whole region. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size < mmap_offset + size)
+		return -ERANGE;
 	/* Map from offset 0 so mmap_offset need not be page aligned (QEMU's
 	 * usually is, but the spec does not promise it). */
 	base = mmap(NULL, (size_t)(mmap_offset + size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -48,7 +48,11 @@ struct guest_mem {
 /*
  * Maps size bytes of fd at mmap_offset (shared, read-write) as the region
  * [gpa, gpa + size) / [uva, uva + size).  -E2BIG when the table is full,
- * -EINVAL for a zero size or a range that wraps, -errno from mmap.
+ * -EINVAL for a zero size or a range that wraps, -ERANGE when fd is not a
+ * regular file holding mmap_offset + size bytes (touching a mapping past
+ * its file's end is SIGBUS), -errno from fstat/mmap.  A frontend that
+ * truncates the file afterwards can still cause SIGBUS: the frontend is
+ * the VMM, trusted that far.
  */
 __attribute__((warn_unused_result))
 int guest_mem_map(struct guest_mem *m, int fd, uint64_t gpa, uint64_t size, uint64_t uva,

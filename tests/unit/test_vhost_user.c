@@ -345,6 +345,14 @@ static void test_mem_table_needs_one_fd_per_region(void **state)
 	fd = dup(fx.memfd);
 	assert_int_equal(send_mem_table(0, MEM_SIZE, UINT64_MAX - 4, &fd, 1, 1), -EINVAL);
 	assert_fd_closed(fd);
+	/* A region past the end of its file would SIGBUS on first touch. */
+	fd = dup(fx.memfd);
+	assert_int_equal(send_mem_table(0, MEM_SIZE, 4096, &fd, 1, 1), -ERANGE);
+	fd = dup(fx.memfd);
+	assert_int_equal(send_mem_table(0, 2 * MEM_SIZE, 0, &fd, 1, 1), -ERANGE);
+	/* Not a file at all. */
+	fd = eventfd(0, EFD_CLOEXEC);
+	assert_int_equal(send_mem_table(0, MEM_SIZE, 0, &fd, 1, 1), -ERANGE);
 	assert_int_equal(vhost_user_mem(fx.dev)->n, 0);
 }
 
