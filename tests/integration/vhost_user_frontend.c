@@ -13,7 +13,9 @@
  *   data      guest REQUEST to port 7000 -> RESPONSE once miosa-vsock
  *             connected UDS_7000 (this program listens there), RW "hello"
  *             reaches the Unix socket, "world" written there comes back
- *             as RW; then a clean stop
+ *             as RW; an RW whose header claims more payload than its chain
+ *             holds resets the connection (RST, Unix socket closed); then
+ *             a clean stop
  *
  * Exit 0 when every reply and packet was as expected.  Waits have deadlines.
  */
@@ -248,7 +250,8 @@ static uint32_t wait_used(unsigned r, uint32_t *ret_id)
 	return (uint32_t)get_le(used + 8 + 8 * (used_seen[r]++ % NUM), 4);
 }
 
-static void tx_packet(uint16_t slot, uint16_t op, const char *payload)
+/* claim: the header's len field, or UINT32_MAX for the true payload length. */
+static void tx_packet(uint16_t slot, uint16_t op, const char *payload, uint32_t claim)
 {
 	size_t off = 0x40000 + 0x1000u * slot, len = payload ? strlen(payload) : 0;
 	uint8_t *h = mem + off;
@@ -258,7 +261,7 @@ static void tx_packet(uint16_t slot, uint16_t op, const char *payload)
 	put_le(h + 8, 2, 8);
 	put_le(h + 16, GUEST_PORT, 4);
 	put_le(h + 20, PORT, 4);
-	put_le(h + 24, len, 4);
+	put_le(h + 24, claim == UINT32_MAX ? len : claim, 4);
 	put_le(h + 28, 1, 2);            /* STREAM */
 	put_le(h + 30, op, 2);
 	put_le(h + 36, 65536, 4);        /* buf_alloc */
@@ -303,7 +306,7 @@ static void scenario_data(void)
 		make_avail(0, i);
 	}
 	do_kick(0);
-	tx_packet(0, 1, NULL);                           /* REQUEST */
+	tx_packet(0, 1, NULL, UINT32_MAX);                           /* REQUEST */
 	p = (struct pollfd){ lfd, POLLIN, 0 };
 	if (poll(&p, 1, DEADLINE_MS) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
 		DIE("miosa-vsock did not connect %s", sun.sun_path);
@@ -311,7 +314,7 @@ static void scenario_data(void)
 	while ((op = rx_packet(buf, sizeof(buf))) != 2)
 		if (op != 6)
 			DIE("expected RESPONSE, got op %u", op);
-	tx_packet(1, 5, "hello");                        /* RW */
+	tx_packet(1, 5, "hello", UINT32_MAX);                        /* RW */
 	read_full(fd, buf, 5);
 	if (memcmp(buf, "hello", 5))
 		DIE("guest bytes did not reach the Unix socket intact");
@@ -322,6 +325,15 @@ static void scenario_data(void)
 			DIE("expected RW, got op %u", op);
 	if (strcmp(buf, "world"))
 		DIE("host bytes did not reach the guest intact: '%s'", buf);
+	/* A packet whose header claims more payload than its chain holds: the
+	 * connection is reset (RST to the guest, Unix socket closed). */
+	tx_packet(2, 5, "short", 100);
+	while ((op = rx_packet(buf, sizeof(buf))) != 3)
+		if (op != 6)
+			DIE("expected RST after a lying length, got op %u", op);
+	p = (struct pollfd){ fd, POLLIN, 0 };
+	if (poll(&p, 1, DEADLINE_MS) != 1 || read(fd, buf, 1) != 0)
+		DIE("Unix socket not closed after the reset");
 	close(fd);
 	close(lfd);
 	unlink(sun.sun_path);

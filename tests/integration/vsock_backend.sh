@@ -5,7 +5,7 @@
 # frontend vanishes with rings running, breaks the protocol or the guest
 # corrupts a ring, 1 with the step and path for a bad socket path, 2 for a
 # bad option; and the data path glue: guest REQUEST -> <uds>_P connect ->
-# RESPONSE, RW both ways.  No AF_VSOCK anywhere (FACTS.md).
+# RESPONSE, RW both ways, a lying packet length resets its connection.  No AF_VSOCK anywhere (FACTS.md).
 # Waits are deadline loops on an observable condition; the short sleep only
 # paces the polling.
 #
@@ -81,6 +81,8 @@ finish 1 "loop" "guest chain loop fails the device"
 start; run_frontend data
 grep -q "data ok" "$work/frontend.out" || fail "data scenario did not report success"
 finish 0 "frontend_disconnected" "guest REQUEST/RW through the rings to <uds>_7000 and back"
+grep -q 'tx_malformed=1' "$work/vsock.log" || fail "the lying RW length was not counted as malformed"
+pass "an RW claiming more payload than its chain reset its connection (RST, socket closed)"
 
 # Startup errors name the step and the path.
 status=0
