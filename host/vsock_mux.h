@@ -48,11 +48,15 @@
 /* Caps: a guest cannot make the mux allocate past these. */
 #define VSOCK_MUX_MAX_CONNECTIONS 1024u
 #define VSOCK_MUX_DEFAULT_BUF_ALLOC (256u * 1024u)
+#define VSOCK_MUX_REQUEST_TIMEOUT_MS 2000u /* as Firecracker's CONN_REQUEST_TIMEOUT_MS */
 
 struct vsock_mux_config {
 	const char *uds_path;  /* PATH; guest->host port P goes to PATH_P */
 	uint64_t guest_cid;    /* >= 3 */
 	uint32_t buf_alloc;    /* per connection, what the mux buffers towards a Unix socket */
+	/* How long a host-initiated connection waits for the guest's RESPONSE
+	 * before it is closed (and RST sent); 0: VSOCK_MUX_REQUEST_TIMEOUT_MS. */
+	uint32_t request_timeout_ms;
 };
 
 struct vsock_mux_hooks {
