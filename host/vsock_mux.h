@@ -20,7 +20,8 @@
  *
  * Contract:
  *   - Loop-thread only (libuv).  The mux owns its uv handles; the caller owns
- *     the loop.
+ *     the loop.  The process ignores SIGPIPE (a Unix peer may leave while the
+ *     mux writes; the mux sees EPIPE and resets that connection).
  *   - vsock_mux_from_guest() never fails: a packet that breaks the protocol
  *     (wrong CID, unknown op or type, RW on no connection, len over
  *     VSOCK_MAX_PAYLOAD or over the credit it was given) resets that

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1105,5 +1106,6 @@ int main(void)
 	};
 
 	log_set_level(LOG_LEVEL_ERROR); /* the mux's warnings are expected here */
+	signal(SIGPIPE, SIG_IGN);         /* as miosa-vsock does (vsock_mux.h) */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
