@@ -203,7 +203,7 @@ struct vsock_conn {
 	bool hashed;
 	enum conn_state state;
 	uint32_t guest_port, host_port;
-	uint64_t deadline; /* CONN_REQUEST_SENT: uv_now() by which RESPONSE must come */
+	uint64_t deadline; /* HANDSHAKE, REQUEST_SENT: uv_now() by which to move on */
 	unsigned ctrl_pending;
 	struct ring to_unix, to_guest;
 	/* guest -> Unix: rx_cnt received, fwd_cnt written, adv_fwd_cnt last told */
@@ -224,7 +224,8 @@ struct vsock_mux {
 	struct vsock_mux_hooks hooks;
 	uv_pipe_t listener;
 	bool listener_open;
-	/* Expires host-initiated REQUESTs; runs only while one waits. */
+	/* Expires CONNECT lines and REQUESTs of host-initiated connections;
+	 * runs only while one waits. */
 	uv_timer_t timer;
 	bool timer_open;
 	dev_t listen_dev;
@@ -1032,12 +1033,14 @@ static void mux_on_timer(uv_timer_t *t)
 		struct vsock_conn *c = link_entry(l, struct vsock_conn, all);
 
 		next = l->next; /* conn_abort() unlinks c */
-		if (c->state != CONN_REQUEST_SENT)
+		if (c->state != CONN_HANDSHAKE && c->state != CONN_REQUEST_SENT)
 			continue;
-		if (c->deadline <= now)
-			conn_abort(c, false, "guest did not answer the REQUEST in time", -ETIMEDOUT);
-		else
+		if (c->deadline > now)
 			waiting = true;
+		else if (c->state == CONN_HANDSHAKE)
+			conn_abort(c, false, "no CONNECT line in time", -ETIMEDOUT);
+		else
+			conn_abort(c, false, "guest did not answer the REQUEST in time", -ETIMEDOUT);
 	}
 	if (!waiting)
 		uv_timer_stop(t);
@@ -1165,6 +1168,9 @@ static void mux_on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	c->state = CONN_HANDSHAKE;
+	/* A silent host process must not hold a connection slot for ever. */
+	c->deadline = uv_now(mux->loop) + mux->request_timeout_ms;
+	mux_arm_timer(mux);
 	if ((r = uv_accept(server, (uv_stream_t *)&c->pipe)) < 0 ||
 	    (r = ring_alloc(&c->to_guest, mux->buf_alloc)) < 0) {
 		conn_log(c, LOG_LEVEL_WARN, "vsock_host_connect_refused", "accept failed", r);

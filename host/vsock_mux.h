@@ -55,8 +55,9 @@ struct vsock_mux_config {
 	const char *uds_path;  /* PATH; guest->host port P goes to PATH_P */
 	uint64_t guest_cid;    /* >= 3 */
 	uint32_t buf_alloc;    /* per connection, what the mux buffers towards a Unix socket */
-	/* How long a host-initiated connection waits for the guest's RESPONSE
-	 * before it is closed (and RST sent); 0: VSOCK_MUX_REQUEST_TIMEOUT_MS. */
+	/* How long a host-initiated connection may take to send its CONNECT
+	 * line, and then the guest to answer the REQUEST, before it is closed
+	 * (and, once REQUEST was sent, RST); 0: VSOCK_MUX_REQUEST_TIMEOUT_MS. */
 	uint32_t request_timeout_ms;
 };
 

@@ -935,6 +935,20 @@ static void test_host_connect_unanswered_request_times_out(void **state)
 	close(fd);
 }
 
+static void test_host_connect_without_line_times_out(void **state)
+{
+	struct vsock_mux_stats s;
+	int fd = connect_mux();
+
+	(void)state;
+	write_all(fd, "CONNECT 2", 9); /* and then nothing */
+	assert_int_equal(read_to_eof(fd), 0);
+	assert_false(vsock_mux_has_pending(F.mux)); /* the guest never knew */
+	get_stats(&s);
+	assert_int_equal(s.connections_reset, 1);
+	close(fd);
+}
+
 static void test_host_connect_malformed_lines_are_closed(void **state)
 {
 	static const char *const bad[] = {
@@ -1096,6 +1110,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_host_connect_malformed_lines_are_closed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_host_connect_unanswered_request_times_out,
+						setup_fast_timeout, teardown),
+		cmocka_unit_test_setup_teardown(test_host_connect_without_line_times_out,
 						setup_fast_timeout, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_closes_everything_without_packets, setup,
 						teardown),
