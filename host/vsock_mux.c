@@ -203,6 +203,7 @@ struct vsock_conn {
 	bool hashed;
 	enum conn_state state;
 	uint32_t guest_port, host_port;
+	uint64_t deadline; /* HANDSHAKE, REQUEST_SENT: uv_now() by which to move on */
 	unsigned ctrl_pending;
 	struct ring to_unix, to_guest;
 	/* guest -> Unix: rx_cnt received, fwd_cnt written, adv_fwd_cnt last told */
@@ -219,9 +220,14 @@ struct vsock_mux {
 	char *uds_path;
 	uint64_t guest_cid;
 	uint32_t buf_alloc;
+	uint32_t request_timeout_ms;
 	struct vsock_mux_hooks hooks;
 	uv_pipe_t listener;
 	bool listener_open;
+	/* Expires CONNECT lines and REQUESTs of host-initiated connections;
+	 * runs only while one waits. */
+	uv_timer_t timer;
+	bool timer_open;
 	dev_t listen_dev;
 	ino_t listen_ino;
 	unsigned handles; /* open uv handles; the mux is freed when freeing and 0 */
@@ -1016,6 +1022,40 @@ static int mux_alloc_host_port(struct vsock_mux *mux, uint32_t *ret_port)
 	return -EADDRNOTAVAIL;
 }
 
+static void mux_on_timer(uv_timer_t *t)
+{
+	struct vsock_mux *mux = t->data;
+	uint64_t now = uv_now(mux->loop);
+	bool waiting = false;
+	struct link *l, *next;
+
+	for (l = mux->all.next; l != &mux->all; l = next) {
+		struct vsock_conn *c = link_entry(l, struct vsock_conn, all);
+
+		next = l->next; /* conn_abort() unlinks c */
+		if (c->state != CONN_HANDSHAKE && c->state != CONN_REQUEST_SENT)
+			continue;
+		if (c->deadline > now)
+			waiting = true;
+		else if (c->state == CONN_HANDSHAKE)
+			conn_abort(c, false, "no CONNECT line in time", -ETIMEDOUT);
+		else
+			conn_abort(c, false, "guest did not answer the REQUEST in time", -ETIMEDOUT);
+	}
+	if (!waiting)
+		uv_timer_stop(t);
+	mux_notify(mux);
+}
+
+/* A tick of a quarter of the timeout: a REQUEST expires within 1.25 times it. */
+static void mux_arm_timer(struct vsock_mux *mux)
+{
+	uint64_t tick = mux->request_timeout_ms / 4 ? mux->request_timeout_ms / 4 : 1;
+
+	if (mux->timer_open && !uv_is_active((uv_handle_t *)&mux->timer))
+		uv_timer_start(&mux->timer, mux_on_timer, tick, tick);
+}
+
 static void conn_handshake(struct vsock_conn *c)
 {
 	uint32_t span, port = 0, host_port = 0;
@@ -1044,7 +1084,9 @@ static void conn_handshake(struct vsock_conn *c)
 	c->host_port = host_port;
 	c->state = CONN_REQUEST_SENT;
 	c->ctrl_pending |= CTRL_REQUEST;
+	c->deadline = uv_now(c->mux->loop) + c->mux->request_timeout_ms;
 	mux_hash_insert(c->mux, c);
+	mux_arm_timer(c->mux);
 }
 
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1126,6 +1168,9 @@ static void mux_on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	c->state = CONN_HANDSHAKE;
+	/* A silent host process must not hold a connection slot for ever. */
+	c->deadline = uv_now(mux->loop) + mux->request_timeout_ms;
+	mux_arm_timer(mux);
 	if ((r = uv_accept(server, (uv_stream_t *)&c->pipe)) < 0 ||
 	    (r = ring_alloc(&c->to_guest, mux->buf_alloc)) < 0) {
 		conn_log(c, LOG_LEVEL_WARN, "vsock_host_connect_refused", "accept failed", r);
@@ -1216,18 +1261,31 @@ static void mux_on_listener_closed(uv_handle_t *h)
 	mux_maybe_release(mux);
 }
 
-static void mux_close_listener(struct vsock_mux *mux)
+static void mux_on_timer_closed(uv_handle_t *h)
+{
+	struct vsock_mux *mux = h->data;
+
+	mux->handles--;
+	mux_maybe_release(mux);
+}
+
+/* The listener (its socket file unlinked) and the timer. */
+static void mux_close_handles(struct vsock_mux *mux)
 {
 	struct stat st;
 
-	if (!mux->listener_open)
-		return;
-	mux->listener_open = false;
-	/* Unlink only our own inode: another mux may have replaced a stale one. */
-	if (lstat(mux->uds_path, &st) == 0 && st.st_dev == mux->listen_dev &&
-	    st.st_ino == mux->listen_ino)
-		unlink(mux->uds_path);
-	uv_close((uv_handle_t *)&mux->listener, mux_on_listener_closed);
+	if (mux->listener_open) {
+		mux->listener_open = false;
+		/* Unlink only our own inode: another mux may have replaced a stale one. */
+		if (lstat(mux->uds_path, &st) == 0 && st.st_dev == mux->listen_dev &&
+		    st.st_ino == mux->listen_ino)
+			unlink(mux->uds_path);
+		uv_close((uv_handle_t *)&mux->listener, mux_on_listener_closed);
+	}
+	if (mux->timer_open) {
+		mux->timer_open = false;
+		uv_close((uv_handle_t *)&mux->timer, mux_on_timer_closed);
+	}
 }
 
 int vsock_mux_new(uv_loop_t *loop, const struct vsock_mux_config *config,
@@ -1258,6 +1316,8 @@ int vsock_mux_new(uv_loop_t *loop, const struct vsock_mux_config *config,
 	mux->loop = loop;
 	mux->guest_cid = config->guest_cid;
 	mux->buf_alloc = buf_alloc;
+	mux->request_timeout_ms = config->request_timeout_ms ? config->request_timeout_ms :
+							       VSOCK_MUX_REQUEST_TIMEOUT_MS;
 	if (hooks)
 		mux->hooks = *hooks;
 	mux->next_host_port = MUX_HOST_PORT_FIRST;
@@ -1269,6 +1329,10 @@ int vsock_mux_new(uv_loop_t *loop, const struct vsock_mux_config *config,
 	uv_pipe_init(loop, &mux->listener, 0);
 	mux->listener.data = mux;
 	mux->listener_open = true;
+	mux->handles++;
+	uv_timer_init(loop, &mux->timer);
+	mux->timer.data = mux;
+	mux->timer_open = true;
 	mux->handles++;
 	if ((r = uv_pipe_open(&mux->listener, fd)) < 0)
 		close(fd); /* not the handle's yet */
@@ -1310,6 +1374,6 @@ void vsock_mux_free(struct vsock_mux *mux)
 		return;
 	mux_close_all(mux);
 	mux->freeing = true;
-	mux_close_listener(mux);
+	mux_close_handles(mux);
 	mux_maybe_release(mux);
 }

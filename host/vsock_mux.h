@@ -20,7 +20,8 @@
  *
  * Contract:
  *   - Loop-thread only (libuv).  The mux owns its uv handles; the caller owns
- *     the loop.
+ *     the loop.  The process ignores SIGPIPE (a Unix peer may leave while the
+ *     mux writes; the mux sees EPIPE and resets that connection).
  *   - vsock_mux_from_guest() never fails: a packet that breaks the protocol
  *     (wrong CID, unknown op or type, RW on no connection, len over
  *     VSOCK_MAX_PAYLOAD or over the credit it was given) resets that
@@ -48,11 +49,16 @@
 /* Caps: a guest cannot make the mux allocate past these. */
 #define VSOCK_MUX_MAX_CONNECTIONS 1024u
 #define VSOCK_MUX_DEFAULT_BUF_ALLOC (256u * 1024u)
+#define VSOCK_MUX_REQUEST_TIMEOUT_MS 2000u /* as Firecracker's CONN_REQUEST_TIMEOUT_MS */
 
 struct vsock_mux_config {
 	const char *uds_path;  /* PATH; guest->host port P goes to PATH_P */
 	uint64_t guest_cid;    /* >= 3 */
 	uint32_t buf_alloc;    /* per connection, what the mux buffers towards a Unix socket */
+	/* How long a host-initiated connection may take to send its CONNECT
+	 * line, and then the guest to answer the REQUEST, before it is closed
+	 * (and, once REQUEST was sent, RST); 0: VSOCK_MUX_REQUEST_TIMEOUT_MS. */
+	uint32_t request_timeout_ms;
 };
 
 struct vsock_mux_hooks {

@@ -12,16 +12,17 @@
  *   bit 1   keep the header's type (else STREAM)
  *   bits 2-4  the rx buffer size the "device" offers when draining (8 sizes,
  *           from 0 and 43, below a header, to a full 64 KiB packet)
- *   bit 5   run the loop once (connects complete, writes finish)
+ *   bit 5   run the loop once (connects complete, writes finish), then
+ *           accept what connected to port 1024 and write 1000 bytes into
+ *           each accepted socket (data towards the guest, under its credit)
  *   bit 6   vsock_mux_reset()
  *   bit 7   drain every pending packet now (else one packet)
  * A header whose len the input cannot back is given a zeroed buffer of that
  * size when it is at most VSOCK_MAX_PAYLOAD, else the short rest of the input
  * (the mux must reject it without reading it; ASan would see the read).
  *
- * The loop has no peer processes: port 1024 has a listener that never
- * accepts (so connects succeed and writes land in the kernel's buffers),
- * every other port has none (connects fail, RST).  Invariants (abort on
+ * No peer processes: port 1024 has a listener the harness itself accepts on
+ * (bit 5), every other port has none (connects fail, RST).  Invariants (abort on
  * violation): every packet fits the offered size, decodes, comes from CID 2
  * to the guest CID with type STREAM and no payload unless RW (at most
  * VSOCK_MAX_PAYLOAD); draining terminates within what the caps allow; after
@@ -29,6 +30,7 @@
  * 0), and LeakSanitizer sees no leak.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +73,7 @@ static void init_once(void)
 	if (listen_fd >= 0)
 		return;
 	log_set_level(LOG_LEVEL_ERROR);
+	signal(SIGPIPE, SIG_IGN); /* as miosa-vsock does (vsock_mux.h) */
 	snprintf(dir, sizeof(dir), "/tmp/fuzz-vsock-mux.XXXXXX");
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/v.sock", dir);
@@ -83,12 +86,36 @@ static void init_once(void)
 }
 
 /* Connections the mux closed stay queued on the listener; drop them. */
-static void drain_listener(void)
+#define PEERS_MAX 64
+static int peers[PEERS_MAX];
+static unsigned npeers;
+
+/* Accepts what connected (kept up to PEERS_MAX) and feeds every peer. */
+static void feed_peers(void)
+{
+	static const uint8_t chunk[1000];
+	int fd;
+
+	while ((fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		if (npeers == PEERS_MAX)
+			close(fd);
+		else
+			peers[npeers++] = fd;
+	}
+	for (unsigned i = 0; i < npeers; i++)
+		(void)!send(peers[i], chunk, sizeof(chunk), MSG_NOSIGNAL); /* EAGAIN is fine */
+}
+
+/* Closes every peer and whatever connected after the last feed. */
+static void drop_peers(void)
 {
 	int fd;
 
 	while ((fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
 		close(fd);
+	for (unsigned i = 0; i < npeers; i++)
+		close(peers[i]);
+	npeers = 0;
 }
 
 static size_t pull_one(struct vsock_mux *mux, size_t cap)
@@ -158,8 +185,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			off = size;
 		}
 		vsock_mux_from_guest(mux, &h, h.len ? payload : NULL);
-		if (ctl & 0x20)
+		if (ctl & 0x20) {
 			uv_run(&loop, UV_RUN_NOWAIT);
+			feed_peers();
+			uv_run(&loop, UV_RUN_NOWAIT);
+		}
 		if (ctl & 0x40) {
 			vsock_mux_reset(mux);
 			CHECK(!vsock_mux_has_pending(mux));
@@ -174,6 +204,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vsock_mux_free(mux);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	CHECK(!uv_loop_alive(&loop));
-	drain_listener();
+	drop_peers();
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -54,10 +55,11 @@ static void on_tick(uv_timer_t *t)
 	(void)t; /* only wakes uv_run(UV_RUN_ONCE) so conditions are re-checked */
 }
 
-static int setup_with(uint32_t buf_alloc)
+static int setup_with(uint32_t buf_alloc, uint32_t request_timeout_ms)
 {
 	const struct vsock_mux_hooks hooks = { .to_guest_ready = on_ready, .ctx = &F };
-	struct vsock_mux_config cfg = { .guest_cid = GUEST_CID, .buf_alloc = buf_alloc };
+	struct vsock_mux_config cfg = { .guest_cid = GUEST_CID, .buf_alloc = buf_alloc,
+					.request_timeout_ms = request_timeout_ms };
 
 	memset(&F, 0, sizeof(F));
 	snprintf(F.dir, sizeof(F.dir), "/tmp/vsockmux.XXXXXX");
@@ -78,13 +80,19 @@ static int setup_with(uint32_t buf_alloc)
 static int setup(void **state)
 {
 	(void)state;
-	return setup_with(0);
+	return setup_with(0, 0);
 }
 
 static int setup_small(void **state)
 {
 	(void)state;
-	return setup_with(4096);
+	return setup_with(4096, 0);
+}
+
+static int setup_fast_timeout(void **state)
+{
+	(void)state;
+	return setup_with(0, 100);
 }
 
 static int rm_entry(const char *name)
@@ -899,6 +907,48 @@ static void test_host_connect_guest_rst_closes(void **state)
 	close(fd);
 }
 
+static void test_host_connect_unanswered_request_times_out(void **state)
+{
+	struct gconn g;
+	struct vsock_hdr h;
+	struct vsock_mux_stats s;
+	int fd = connect_mux();
+
+	(void)state;
+	write_all(fd, "CONNECT 23\n", 11);
+	assert_true(run_until(has_pending, NULL));
+	assert_true(g_pull(sizeof(pkt), &h, &(const uint8_t *){ NULL }));
+	assert_int_equal(h.op, VSOCK_OP_REQUEST);
+	g = (struct gconn){ .gport = 23, .hport = h.src_port, .buf_alloc = 65536 };
+	/* The guest never answers: after 100 ms the host socket is closed with no
+	 * "OK" and the guest is told with an RST. */
+	uv_update_time(&F.loop);
+	uint64_t start = uv_now(&F.loop);
+	assert_int_equal(read_to_eof(fd), 0);
+	assert_true(uv_now(&F.loop) - start >= 90);
+	g_expect(&g, VSOCK_OP_RST, &h);
+	get_stats(&s);
+	assert_int_equal(s.connections_reset, 1);
+	/* A late RESPONSE names no connection any more: RST again. */
+	g_send(&g, VSOCK_OP_RESPONSE, 0, NULL, 0);
+	g_expect(&g, VSOCK_OP_RST, &h);
+	close(fd);
+}
+
+static void test_host_connect_without_line_times_out(void **state)
+{
+	struct vsock_mux_stats s;
+	int fd = connect_mux();
+
+	(void)state;
+	write_all(fd, "CONNECT 2", 9); /* and then nothing */
+	assert_int_equal(read_to_eof(fd), 0);
+	assert_false(vsock_mux_has_pending(F.mux)); /* the guest never knew */
+	get_stats(&s);
+	assert_int_equal(s.connections_reset, 1);
+	close(fd);
+}
+
 static void test_host_connect_malformed_lines_are_closed(void **state)
 {
 	static const char *const bad[] = {
@@ -1059,6 +1109,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_host_connect_guest_rst_closes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_connect_malformed_lines_are_closed, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_host_connect_unanswered_request_times_out,
+						setup_fast_timeout, teardown),
+		cmocka_unit_test_setup_teardown(test_host_connect_without_line_times_out,
+						setup_fast_timeout, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_closes_everything_without_packets, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_free_with_live_connections_leaves_no_handle,
@@ -1068,5 +1122,6 @@ int main(void)
 	};
 
 	log_set_level(LOG_LEVEL_ERROR); /* the mux's warnings are expected here */
+	signal(SIGPIPE, SIG_IGN);         /* as miosa-vsock does (vsock_mux.h) */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
