@@ -10,6 +10,7 @@
  *   vanish    handshake, rings running, EOF (QEMU killed)
  *   oversize  a header announcing a 8192-byte payload
  *   loop      a tx chain whose descriptors point at each other, kicked
+ *   rxread    an rx buffer without the WRITE flag, needed for an RST
  *   data      guest REQUEST to port 7000 -> RESPONSE once miosa-vsock
  *             connected UDS_7000 (this program listens there), RW "hello"
  *             reaches the Unix socket, "world" written there comes back
@@ -393,6 +394,18 @@ int main(int argc, char **argv)
 		uint8_t b;
 		if (poll(&p, 1, DEADLINE_MS) != 1 || read(sock, &b, 1) != 0)
 			DIE("connection not closed after a chain loop");
+		return 0;
+	} else if (!strcmp(scenario, "rxread")) {
+		/* An rx buffer the device may only read; a REQUEST nobody listens
+		 * for makes the mux answer RST, which needs an rx buffer. */
+		struct pollfd p = { sock, POLLIN, 0 };
+		uint8_t b;
+
+		set_desc(0, 0, 0x10000, 4096, 0, 0);
+		make_avail(0, 0);
+		tx_packet(0, 1, NULL, UINT32_MAX);
+		if (poll(&p, 1, DEADLINE_MS) != 1 || read(sock, &b, 1) != 0)
+			DIE("connection not closed after a readable rx buffer");
 		return 0;
 	} else if (!strcmp(scenario, "data")) {
 		scenario_data();

@@ -78,6 +78,9 @@ finish 1 "exceeds 4096" "oversize vhost-user message"
 start; run_frontend loop
 finish 1 "loop" "guest chain loop fails the device"
 
+start; run_frontend rxread
+finish 1 "rx buffer has readable descriptors" "read-only rx buffer fails the device"
+
 start; run_frontend data
 grep -q "data ok" "$work/frontend.out" || fail "data scenario did not report success"
 finish 0 "frontend_disconnected" "guest REQUEST/RW through the rings to <uds>_7000 and back"
