@@ -20,7 +20,8 @@
  *
  * Contract:
  *   - Loop-thread only (libuv).  The mux owns its uv handles; the caller owns
- *     the loop.
+ *     the loop.  The process ignores SIGPIPE (a Unix peer may leave while the
+ *     mux writes; the mux sees EPIPE and resets that connection).
  *   - vsock_mux_from_guest() never fails: a packet that breaks the protocol
  *     (wrong CID, unknown op or type, RW on no connection, len over
  *     VSOCK_MAX_PAYLOAD or over the credit it was given) resets that
@@ -48,11 +49,16 @@
 /* Caps: a guest cannot make the mux allocate past these. */
 #define VSOCK_MUX_MAX_CONNECTIONS 1024u
 #define VSOCK_MUX_DEFAULT_BUF_ALLOC (256u * 1024u)
+#define VSOCK_MUX_REQUEST_TIMEOUT_MS 2000u /* as Firecracker's CONN_REQUEST_TIMEOUT_MS */
 
 struct vsock_mux_config {
 	const char *uds_path;  /* PATH; guest->host port P goes to PATH_P */
 	uint64_t guest_cid;    /* >= 3 */
 	uint32_t buf_alloc;    /* per connection, what the mux buffers towards a Unix socket */
+	/* How long a host-initiated connection may take to send its CONNECT
+	 * line, and then the guest to answer the REQUEST, before it is closed
+	 * (and, once REQUEST was sent, RST); 0: VSOCK_MUX_REQUEST_TIMEOUT_MS. */
+	uint32_t request_timeout_ms;
 };
 
 struct vsock_mux_hooks {
@@ -60,6 +66,13 @@ struct vsock_mux_hooks {
 	void *ctx;
 };
 
+/*
+ * connections_opened: connections that reached the connected state (either
+ * direction); connections_reset: connections ended by an RST either way or
+ * refused (no listener, cap); protocol_errors: guest packets that broke the
+ * protocol (plus RSTs dropped because the guest left its rx queue full);
+ * bytes_*: RW payload bytes.
+ */
 struct vsock_mux_stats {
 	uint64_t connections_opened;
 	uint64_t connections_reset;
@@ -73,7 +86,14 @@ struct vsock_mux;
 /*
  * Creates the mux and starts listening on config->uds_path for host-initiated
  * connections (an existing socket file there is refused with -EADDRINUSE
- * unless nothing listens on it, in which case it is replaced).
+ * unless nothing listens on it, in which case it is replaced; a non-socket
+ * there is refused with -EEXIST).  The socket is mode 0600 and unlinked by
+ * vsock_mux_free().  config->buf_alloc 0 means VSOCK_MUX_DEFAULT_BUF_ALLOC,
+ * else 4096..64 MiB; uds_path + "_4294967295" must fit sun_path
+ * (-ENAMETOOLONG); guest_cid 3..0xfffffffe (-EINVAL).  hooks may be NULL.
+ * If it fails after the listener handle was made (uv_pipe_open/uv_listen),
+ * that handle is closing: run the loop before uv_loop_close(), as after
+ * vsock_mux_free().
  */
 __attribute__((warn_unused_result))
 int vsock_mux_new(uv_loop_t *loop, const struct vsock_mux_config *config,
@@ -91,7 +111,9 @@ void vsock_mux_from_guest(struct vsock_mux *mux, const struct vsock_hdr *hdr, co
  */
 size_t vsock_mux_to_guest(struct vsock_mux *mux, uint8_t *buf, size_t cap);
 
-/* True when vsock_mux_to_guest() would return something. */
+/* True when vsock_mux_to_guest() would return something (given a cap with
+ * room for a header and at least one payload byte: data never fits in a
+ * bare header). */
 int vsock_mux_has_pending(const struct vsock_mux *mux);
 
 void vsock_mux_reset(struct vsock_mux *mux);
