@@ -729,6 +729,26 @@ static void test_guest_rcv_shutdown_stops_reading(void **state)
 	close(lfd);
 }
 
+static void test_unix_write_error_resets(void **state)
+{
+	struct gconn g;
+	struct vsock_hdr h;
+	struct vsock_mux_stats s;
+	int lfd = listen_at(1024), fd;
+
+	(void)state;
+	fd = open_guest_conn(&g, lfd, 50052, 1024, 65536);
+	close(fd); /* the host process is gone entirely */
+	g_expect(&g, VSOCK_OP_SHUTDOWN, &h);
+	/* The guest still sends: the write fails (EPIPE) and the connection is reset. */
+	g_send(&g, VSOCK_OP_RW, 0, "late", 4);
+	g_expect(&g, VSOCK_OP_RST, &h);
+	get_stats(&s);
+	assert_int_equal(s.connections_reset, 1);
+	assert_int_equal(s.protocol_errors, 0);
+	close(lfd);
+}
+
 /* ---- protocol errors --------------------------------------------------------------- */
 
 static void test_wrong_cid_type_and_stray_packets(void **state)
@@ -1102,6 +1122,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_small_caps_trim_and_never_split_headers, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_guest_rcv_shutdown_stops_reading, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unix_write_error_resets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_cid_type_and_stray_packets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_connect_request_response_splice, setup,
