@@ -411,14 +411,38 @@ static void conn_close_rst(struct vsock_conn *c)
 }
 
 /* A problem on one connection: logged once, counted, RST, closed. */
-static void conn_abort(struct vsock_conn *c, bool protocol_error, const char *reason, int r)
+static void conn_abort(struct vsock_conn *c, const char *reason, int r)
 {
 	if (c->state == CONN_CLOSING)
 		return;
 	conn_log(c, LOG_LEVEL_WARN, "vsock_conn_reset", reason, r);
 	c->mux->stats.connections_reset++;
-	if (protocol_error)
-		c->mux->stats.protocol_errors++;
+	conn_close_rst(c);
+}
+
+/* A guest packet that breaks the protocol on this connection: as
+ * conn_abort(), and the line quotes the packet's fields. */
+static void conn_reject(struct vsock_conn *c, const struct vsock_hdr *h, const char *reason)
+{
+	struct log_line l;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (log_begin(&l, LOG_LEVEL_WARN, "vsock_conn_reset")) {
+		log_uint(&l, "guest_cid", c->mux->guest_cid);
+		log_uint(&l, "guest_port", c->guest_port);
+		log_uint(&l, "host_port", c->host_port);
+		log_str(&l, "reason", reason);
+		log_uint(&l, "src_cid", h->src_cid);
+		log_uint(&l, "dst_cid", h->dst_cid);
+		log_uint(&l, "type", h->type);
+		log_uint(&l, "op", h->op);
+		log_uint(&l, "len", h->len);
+		log_uint(&l, "flags", h->flags);
+		log_end(&l);
+	}
+	c->mux->stats.connections_reset++;
+	c->mux->stats.protocol_errors++;
 	conn_close_rst(c);
 }
 
@@ -483,7 +507,7 @@ static void conn_on_written(uv_write_t *req, int status)
 	if (c->state == CONN_CLOSING)
 		return;
 	if (status < 0) {
-		conn_abort(c, false, "write to Unix socket failed", status);
+		conn_abort(c, "write to Unix socket failed", status);
 		goto out;
 	}
 	ring_consume(&c->to_unix, c->writing);
@@ -519,7 +543,7 @@ static void conn_on_ok_written(uv_write_t *req, int status)
 
 	if (c->state == CONN_CLOSING || status >= 0)
 		return;
-	conn_abort(c, false, "write of OK line failed", status);
+	conn_abort(c, "write of OK line failed", status);
 	mux_notify(mux);
 }
 
@@ -539,7 +563,7 @@ static bool conn_flush(struct vsock_conn *c)
 		c->write_req.data = c;
 		if ((r = uv_write(&c->write_req, (uv_stream_t *)&c->pipe, &b, 1,
 				  conn_on_written)) < 0) {
-			conn_abort(c, false, "write to Unix socket failed", r);
+			conn_abort(c, "write to Unix socket failed", r);
 			return false;
 		}
 		c->writing = n;
@@ -586,7 +610,7 @@ static void conn_sync(struct vsock_conn *c)
 	if (conn_read_room(c) > 0 && !c->reading) {
 		c->pipe.data = c;
 		if ((r = uv_read_start((uv_stream_t *)&c->pipe, conn_on_alloc, conn_on_read)) < 0) {
-			conn_abort(c, false, "read from Unix socket failed", r);
+			conn_abort(c, "read from Unix socket failed", r);
 			return;
 		}
 		c->reading = true;
@@ -635,7 +659,7 @@ static void conn_on_connected(uv_connect_t *req, int status)
 		goto out;
 	}
 	if ((r = conn_establish(c)) < 0) {
-		conn_abort(c, false, "out of memory", r);
+		conn_abort(c, "out of memory", r);
 		goto out;
 	}
 	c->ctrl_pending |= CTRL_RESPONSE;
@@ -707,7 +731,7 @@ static void mux_guest_request(struct vsock_mux *mux, const struct vsock_hdr *h)
 	/* Length checked in vsock_mux_new(): "_4294967295" always fits. */
 	n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s_%u", mux->uds_path, c->host_port);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
-		conn_abort(c, false, "path too long", -ENAMETOOLONG);
+		conn_abort(c, "path too long", -ENAMETOOLONG);
 		return;
 	}
 	c->connect_req.data = c;
@@ -726,25 +750,25 @@ static void conn_op_response(struct vsock_conn *c, const struct vsock_hdr *h,
 	(void)h;
 	(void)payload;
 	if ((r = conn_establish(c)) < 0) {
-		conn_abort(c, false, "out of memory", r);
+		conn_abort(c, "out of memory", r);
 		return;
 	}
 	n = snprintf(c->ok_line, sizeof(c->ok_line), "OK %u\n", c->host_port);
 	uv_buf_t b = uv_buf_init(c->ok_line, (unsigned)n);
 	c->ok_req.data = c;
 	if ((r = uv_write(&c->ok_req, (uv_stream_t *)&c->pipe, &b, 1, conn_on_ok_written)) < 0)
-		conn_abort(c, false, "write of OK line failed", r);
+		conn_abort(c, "write of OK line failed", r);
 }
 
 static void conn_op_rw(struct vsock_conn *c, const struct vsock_hdr *h, const uint8_t *payload)
 {
 	if (c->guest_shut_send) {
-		conn_abort(c, true, "RW after SHUTDOWN(SEND)", 0);
+		conn_reject(c, h, "RW after SHUTDOWN(SEND)");
 		return;
 	}
 	/* The guest may send only within the credit it was given. */
 	if (h->len > conn_told_free(c)) {
-		conn_abort(c, true, "RW over credit", 0);
+		conn_reject(c, h, "RW over credit");
 		return;
 	}
 	ring_push(&c->to_unix, payload, h->len);
@@ -757,7 +781,7 @@ static void conn_op_shutdown(struct vsock_conn *c, const struct vsock_hdr *h,
 {
 	(void)payload;
 	if (h->flags & ~(VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)) {
-		conn_abort(c, true, "unknown SHUTDOWN flags", 0);
+		conn_reject(c, h, "unknown SHUTDOWN flags");
 		return;
 	}
 	if (h->flags & VSOCK_SHUTDOWN_SEND)
@@ -816,7 +840,7 @@ static void conn_from_guest(struct vsock_conn *c, const struct vsock_hdr *h,
 		return;
 	}
 	if (h->op != VSOCK_OP_RW && h->len != 0) {
-		conn_abort(c, true, "payload on a control packet", 0);
+		conn_reject(c, h, "payload on a control packet");
 		return;
 	}
 	for (size_t i = 0; i < sizeof(conn_ops) / sizeof(conn_ops[0]); i++) {
@@ -828,8 +852,8 @@ static void conn_from_guest(struct vsock_conn *c, const struct vsock_hdr *h,
 		conn_sync(c);
 		return;
 	}
-	conn_abort(c, true, h->op == VSOCK_OP_REQUEST ? "REQUEST for a live connection" :
-			    "unexpected op", 0);
+	conn_reject(c, h, h->op == VSOCK_OP_REQUEST ? "REQUEST for a live connection" :
+			  "op not allowed in this state");
 }
 
 void vsock_mux_from_guest(struct vsock_mux *mux, const struct vsock_hdr *h, const uint8_t *payload)
@@ -843,7 +867,7 @@ void vsock_mux_from_guest(struct vsock_mux *mux, const struct vsock_hdr *h, cons
 	    h->type != VSOCK_TYPE_STREAM || h->len > VSOCK_MAX_PAYLOAD ||
 	    (h->len > 0 && !payload)) {
 		if (c)
-			conn_abort(c, true, "bad CID, type or length", 0);
+			conn_reject(c, h, "bad CID, type or length");
 		else
 			mux->stats.protocol_errors++;
 		goto out;
@@ -1038,9 +1062,9 @@ static void mux_on_timer(uv_timer_t *t)
 		if (c->deadline > now)
 			waiting = true;
 		else if (c->state == CONN_HANDSHAKE)
-			conn_abort(c, false, "no CONNECT line in time", -ETIMEDOUT);
+			conn_abort(c, "no CONNECT line in time", -ETIMEDOUT);
 		else
-			conn_abort(c, false, "guest did not answer the REQUEST in time", -ETIMEDOUT);
+			conn_abort(c, "guest did not answer the REQUEST in time", -ETIMEDOUT);
 	}
 	if (!waiting)
 		uv_timer_stop(t);
@@ -1115,7 +1139,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->unix_eof = true;
 		c->ctrl_pending |= CTRL_SHUTDOWN;
 	} else if (nread < 0) {
-		conn_abort(c, false, "read from Unix socket failed", (int)nread);
+		conn_abort(c, "read from Unix socket failed", (int)nread);
 		goto out;
 	}
 	conn_sync(c);
