@@ -821,6 +821,64 @@ static void test_wrong_cid_type_and_stray_packets(void **state)
 	close(lfd);
 }
 
+/* Runs fn with stderr in a temporary file at level WARN; returns what was logged. */
+static char *capture_log(void (*fn)(void))
+{
+	static char text[8192];
+	FILE *sink = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	size_t n;
+
+	assert_non_null(sink);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(sink), STDERR_FILENO) >= 0);
+	log_set_level(LOG_LEVEL_WARN);
+	fn();
+	log_set_level(LOG_LEVEL_ERROR);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	rewind(sink);
+	n = fread(text, 1, sizeof(text) - 1, sink);
+	text[n] = 0;
+	fclose(sink);
+	return text;
+}
+
+static void over_credit_twice(void)
+{
+	uint8_t data[4096] = { 0 };
+	struct gconn g;
+	struct vsock_hdr h;
+	int lfd = listen_at(1024), fd;
+
+	fd = open_guest_conn(&g, lfd, 50060, 1024, 65536);
+	g_send(&g, VSOCK_OP_RW, 0, data, sizeof(data));
+	g_send(&g, VSOCK_OP_RW, 0, data, 10);   /* over the 4096 credit */
+	g_send(&g, VSOCK_OP_RW, 0, data, 10);   /* names no connection now: counted, not logged */
+	g_expect(&g, VSOCK_OP_RST, &h);
+	g_expect(&g, VSOCK_OP_RST, &h);
+	close(fd);
+	close(lfd);
+}
+
+static void test_protocol_error_logs_one_line_quoting_the_packet(void **state)
+{
+	const char *text;
+	struct vsock_mux_stats s;
+
+	(void)state;
+	text = capture_log(over_credit_twice);
+	const char *line = strstr(text, "warn vsock_conn_reset ");
+	assert_non_null(line);
+	assert_null(strstr(line + strlen("warn vsock_conn_reset "), "vsock_conn_reset")); /* once */
+	assert_non_null(strstr(line, "guest_port=50060 host_port=1024"));
+	assert_non_null(strstr(line, "reason=\"RW over credit\""));
+	assert_non_null(strstr(line, "op=5 len=10"));
+	get_stats(&s);
+	assert_int_equal(s.protocol_errors, 2);
+	assert_int_equal(s.connections_reset, 1);
+}
+
 static void test_connection_cap(void **state)
 {
 	struct rlimit rl;
@@ -1124,6 +1182,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_guest_rcv_shutdown_stops_reading, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix_write_error_resets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_cid_type_and_stray_packets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_protocol_error_logs_one_line_quoting_the_packet,
+						setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_connect_request_response_splice, setup,
 						teardown),
