@@ -58,6 +58,7 @@ struct guest_gateway;
 struct control_api_events;
 struct audit_writer;
 struct upstream_tls;
+struct policy_tally;
 
 struct guest_gateway_options {
 	const char *state_dir;
@@ -71,6 +72,10 @@ struct guest_gateway_options {
 	 * closed: NULL refuses all egress), upstream TLS through upstream_tls. */
 	struct audit_writer *audit;
 	struct upstream_tls *upstream_tls;
+	/* Observed hosts are counted here and written in batches off the data
+	 * path (policy_tally.h; borrowed, outlives the gateway).  NULL: each
+	 * allowed request writes its observation itself (one SQLite write). */
+	struct policy_tally *tally;
 };
 
 __attribute__((warn_unused_result))
