@@ -88,6 +88,9 @@ static const struct bc_option bc_options[] = {
 	{ "shutdown-timeout", "SECONDS", BC_STR(BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT),
 	  "on SIGTERM/SIGINT, wait this long for requests in progress (1..3600)",
 	  bc_set_uint, BC_FIELD(shutdown_timeout), 1, 3600, .in_file = true },
+	{ "observed-flush-ms", "MS", BC_STR(BROKER_CONFIG_DEFAULT_OBSERVED_FLUSH_MS),
+	  "write observed hosts to state.db in batches this often (1..60000); a SIGKILL loses at most that much of them",
+	  bc_set_uint, BC_FIELD(observed_flush_ms), 1, 60000, .in_file = true },
 	{ "vsock-listen", "on|off", "off",
 	  "accept guests on AF_VSOCK port 1024 (sandbox by peer CID); needs /dev/vhost-vsock guests",
 	  bc_set_on_off, BC_FIELD(vsock_listen), .in_file = true },
@@ -661,6 +664,7 @@ static int bc_defaults(struct broker_config *cfg)
 		.idle_timeout = BROKER_CONFIG_DEFAULT_IDLE_TIMEOUT,
 		.worker_threads = BROKER_CONFIG_DEFAULT_WORKER_THREADS,
 		.shutdown_timeout = BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT,
+		.observed_flush_ms = BROKER_CONFIG_DEFAULT_OBSERVED_FLUSH_MS,
 	};
 	cfg->state_dir = strdup(BROKER_CONFIG_DEFAULT_STATE_DIR);
 	cfg->master_key = strdup(BROKER_CONFIG_DEFAULT_MASTER_KEY);

@@ -46,6 +46,8 @@
 #define BROKER_CONFIG_DEFAULT_IDLE_TIMEOUT 60       /* seconds */
 #define BROKER_CONFIG_DEFAULT_WORKER_THREADS 4
 #define BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT 10   /* seconds */
+/* = POLICY_TALLY_FLUSH_MS_DEFAULT (policy_tally.h). */
+#define BROKER_CONFIG_DEFAULT_OBSERVED_FLUSH_MS 200
 
 #define BROKER_CONFIG_LINE_MAX 4096      /* bytes per config file line */
 #define BROKER_CONFIG_FILE_MAX (1 << 20) /* config file size */
@@ -90,6 +92,7 @@ struct broker_config {
 	unsigned idle_timeout;      /* seconds */
 	unsigned worker_threads;
 	unsigned shutdown_timeout;  /* seconds */
+	unsigned observed_flush_ms; /* observed hosts: batch interval (policy_tally.h) */
 	bool vsock_listen;          /* AF_VSOCK guest listener (default off) */
 };
 

@@ -345,7 +345,8 @@ static int broker_start_egress(struct broker *b)
 		return broker_fail("audit log: %s", err);
 	/* One SQLite write (and fsync) per request cost ~0.3-1.4 ms of the
 	 * added latency (docs/performance.md): count in memory instead. */
-	if (policy_tally_open(b->cfg.state_dir, 0, &b->tally, err, sizeof(err)) < 0)
+	if (policy_tally_open(b->cfg.state_dir, b->cfg.observed_flush_ms, &b->tally, err,
+			      sizeof(err)) < 0)
 		return broker_fail("observed-host tally: %s", err);
 	control_api_set_tally(b->tally);
 	if (upstream_tls_new(&tc, &b->upstream_tls, err, sizeof(err)) < 0)

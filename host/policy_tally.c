@@ -61,7 +61,8 @@ static uint64_t pt_hash(const char *sandbox_id, const char *host, uint16_t port)
 	return (h ^ (port >> 8)) * 1099511628211ull;
 }
 
-/* Merge one hit into tab (caller holds the table's lock).  -ENOSPC: full. */
+/* Merge one hit into tab (caller holds the table's lock).  1 = a new slot,
+ * 0 = merged into an existing one, -ENOSPC = full. */
 static int pt_merge(struct pt_table *tab, const char *sandbox_id, const struct policy_hit *hit)
 {
 	size_t i = pt_hash(sandbox_id, hit->host, hit->port) % POLICY_TALLY_SLOTS;
@@ -90,7 +91,7 @@ static int pt_merge(struct pt_table *tab, const char *sandbox_id, const struct p
 	snprintf(tab->slots[i].sandbox_id, sizeof(tab->slots[i].sandbox_id), "%s", sandbox_id);
 	tab->slots[i].hit = *hit;
 	tab->n_used++;
-	return 0;
+	return 1;
 }
 
 int policy_tally_record(struct policy_tally *t, const char *sandbox_id, const char *host,
@@ -99,7 +100,6 @@ int policy_tally_record(struct policy_tally *t, const char *sandbox_id, const ch
 	struct policy_hit hit = { .port = port, .first_seen_us = now_us, .last_seen_us = now_us,
 				  .count = 1 };
 	size_t id_len;
-	bool wake;
 	int r;
 
 	if (!sandbox_id || !host || port == 0 ||
@@ -108,12 +108,13 @@ int policy_tally_record(struct policy_tally *t, const char *sandbox_id, const ch
 		return -EINVAL;
 	uv_mutex_lock(&t->mu);
 	r = pt_merge(&t->active, sandbox_id, &hit);
-	/* Wake the thread for the first hit of a batch, and when full. */
-	wake = t->active.n_used == 1 || r == -ENOSPC;
-	if (wake)
+	/* Wake the thread for the first hit of a batch (it then collects for
+	 * flush_ms: hits merged into a slot must not cut that short, or a busy
+	 * host would cost a write per request again) and when full. */
+	if ((r == 1 && t->active.n_used == 1) || r == -ENOSPC)
 		uv_cond_signal(&t->cond);
 	uv_mutex_unlock(&t->mu);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 static int pt_cmp_slot(const void *a, const void *b)
@@ -131,6 +132,8 @@ static size_t pt_requeue(struct policy_tally *t, const struct pt_slot *run, size
 	for (size_t i = 0; i < n; i++)
 		if (pt_merge(&t->active, run[i].sandbox_id, &run[i].hit) < 0)
 			lost++;
+	if (n > lost)
+		uv_cond_signal(&t->cond); /* a batch again: the thread retries it */
 	uv_mutex_unlock(&t->mu);
 	return lost;
 }
@@ -231,6 +234,7 @@ int policy_tally_flush(struct policy_tally *t)
 static void pt_thread(void *arg)
 {
 	struct policy_tally *t = arg;
+	uint64_t deadline, now;
 
 	uv_mutex_lock(&t->mu);
 	for (;;) {
@@ -238,10 +242,10 @@ static void pt_thread(void *arg)
 			uv_cond_wait(&t->cond, &t->mu);
 		if (t->stop)
 			break;
-		/* Collect for flush_ms (a full table or stop wakes us early;
-		 * a spurious wakeup only flushes sooner). */
-		if (t->active.n_used < PT_FILL_MAX)
-			(void)uv_cond_timedwait(&t->cond, &t->mu, t->flush_ns);
+		/* Collect for flush_ms; only a full table or stop cuts it short. */
+		deadline = uv_hrtime() + t->flush_ns;
+		while (!t->stop && t->active.n_used < PT_FILL_MAX && (now = uv_hrtime()) < deadline)
+			(void)uv_cond_timedwait(&t->cond, &t->mu, deadline - now);
 		uv_mutex_unlock(&t->mu);
 		/* Failures are logged per sandbox and retried next time. */
 		pt_flush(t);
