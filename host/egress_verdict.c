@@ -264,8 +264,8 @@ static void gw_verdict_log_tally(const char *sandbox, const char *host, int r)
 /*
  * Per-phase timing of one verdict (µs, CLOCK_MONOTONIC), logged as one
  * debug line "egress_verdict_timing": off by default, and with the level
- * above debug it costs one clock read per phase.  What it showed is in
- * docs/performance.md.
+ * above debug it costs one log_enabled() check per verdict.  What it showed
+ * is in docs/performance.md (MIOSA_BENCH_TIMING=1 bench/egress_bench.sh).
  */
 enum gw_phase {
 	GW_PH_SANDBOX,   /* worker ctx + sandbox row and snapshot (cache) */
