@@ -8,6 +8,9 @@
 # each carrying a placeholder that is swapped.  Prints requests/s and the
 # added latency per request.  Needs root (network namespace).
 #   usage: bench/egress_bench.sh [N]     (after `meson compile -C build`)
+#   MIOSA_BENCH_TIMING=1: run the broker at --log-level debug and print the
+#   median and mean of each verdict phase (docs/performance.md); the debug
+#   log itself adds a little to the measured latency.
 set -eu
 cd "$(dirname "$0")/.."
 N=${1:-1000}
@@ -46,7 +49,8 @@ wait_ok test -s "$work/port"
 port=$(cat "$work/port")
 
 "$B/host/miosa-broker" --state-dir "$work/state" --master-key "$work/key/master.key" \
-	--log-level warn --connect-to "api.bench.test:443:127.0.0.1:$port" \
+	--log-level "$([ "${MIOSA_BENCH_TIMING:-0}" = 1 ] && echo debug || echo warn)" \
+	--connect-to "api.bench.test:443:127.0.0.1:$port" \
 	--upstream-ca "$work/ca.pem" 2>"$work/broker.log" &
 broker=$!
 pids="$pids $broker"
@@ -110,3 +114,12 @@ awk -v n="$N" -v nb="$(cat "$work/n_broker")" -v nd="$(cat "$work/n_direct")" \
 	printf "  broker RSS after the run: %d KiB\n", rss
 }'
 echo "$nf new guest connections, one HTTPS request each: $fresh_ms ms per connection (guest-side, TLS to the broker included)"
+if [ "${MIOSA_BENCH_TIMING:-0}" = 1 ]; then
+	echo "  verdict phases (µs; median / mean over the measured requests):"
+	for f in cache_us policy_us tally_us swap_us audit_us total_us; do
+		grep ' egress_verdict_timing ' "$work/broker.log" | tail -n "$N" |
+			sed -n "s/.* $f=\([0-9]*\).*/\1/p" | sort -n |
+			awk -v f="$f" '{ v[NR] = $1; s += $1 } END {
+				if (NR) printf "    %-10s %6d / %8.1f\n", f, v[int((NR + 1) / 2)], s / NR }'
+	done
+fi

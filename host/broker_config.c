@@ -90,6 +90,9 @@ static const struct bc_option bc_options[] = {
 	{ "shutdown-timeout", "SECONDS", BC_STR(BROKER_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT),
 	  "on SIGTERM/SIGINT, wait this long for requests in progress (1..3600)",
 	  bc_set_uint, BC_FIELD(shutdown_timeout), 1, 3600, .in_file = true },
+	{ "observed-flush-ms", "MS", BC_STR(BROKER_CONFIG_DEFAULT_OBSERVED_FLUSH_MS),
+	  "write observed hosts to state.db in batches this often (1..60000); a SIGKILL loses at most that much of them",
+	  bc_set_uint, BC_FIELD(observed_flush_ms), 1, 60000, .in_file = true },
 	{ "vsock-listen", "on|off", "off",
 	  "accept guests on AF_VSOCK port 1024 (sandbox by peer CID); needs /dev/vhost-vsock guests",
 	  bc_set_on_off, BC_FIELD(vsock_listen), .in_file = true },
@@ -726,6 +729,7 @@ static int bc_defaults(struct broker_config *cfg)
 		.upstream_connect_timeout = BROKER_CONFIG_DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
 		.upstream_response_timeout = BROKER_CONFIG_DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
 		.upstream_idle_timeout = BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+		.observed_flush_ms = BROKER_CONFIG_DEFAULT_OBSERVED_FLUSH_MS,
 	};
 	cfg->state_dir = strdup(BROKER_CONFIG_DEFAULT_STATE_DIR);
 	cfg->master_key = strdup(BROKER_CONFIG_DEFAULT_MASTER_KEY);

@@ -52,6 +52,8 @@
 #define BROKER_CONFIG_DEFAULT_UPSTREAM_IDLE_TIMEOUT 30      /* idle keep-alive upstream */
 /* Extra TCP ports the guest agent catches besides 80 and 443. */
 #define BROKER_CONFIG_GUEST_PORTS_MAX 32
+/* = POLICY_TALLY_FLUSH_MS_DEFAULT (policy_tally.h). */
+#define BROKER_CONFIG_DEFAULT_OBSERVED_FLUSH_MS 200
 
 #define BROKER_CONFIG_LINE_MAX 4096      /* bytes per config file line */
 #define BROKER_CONFIG_FILE_MAX (1 << 20) /* config file size */
@@ -96,6 +98,7 @@ struct broker_config {
 	unsigned idle_timeout;      /* seconds */
 	unsigned worker_threads;
 	unsigned shutdown_timeout;  /* seconds */
+	unsigned observed_flush_ms; /* observed hosts: batch interval (policy_tally.h) */
 	bool vsock_listen;          /* AF_VSOCK guest listener (default off) */
 	unsigned upstream_connect_timeout;  /* seconds */
 	unsigned upstream_response_timeout; /* seconds */

@@ -143,6 +143,17 @@ struct control_api_events {
 
 void control_api_set_events(const struct control_api_events *ev);
 
+/*
+ * The process' observed-host tally (policy_tally.h), set once like the
+ * events (NULL, the default: the data path writes observations itself).
+ * Every route that reads the observed list (network status and every
+ * network route's answer, pending, lockdown) flushes it first, so it sees
+ * every connection recorded before the request; a flush that fails fails
+ * the request (503/500) rather than answer from a stale list.
+ */
+struct policy_tally;
+void control_api_set_tally(struct policy_tally *t);
+
 /* An error response built outside the handlers (e.g. 400 from the codec). */
 __attribute__((warn_unused_result))
 int control_response_error(int status, const char *code, const char *message,

@@ -91,6 +91,8 @@ struct capi_route {
 extern const struct capi_route capi_routes[];
 /* control_api_set_events(); NULL: none. */
 extern const struct control_api_events *capi_events;
+/* control_api_set_tally(); NULL: none. */
+extern struct policy_tally *capi_tally;
 extern const size_t capi_n_routes;
 
 /* ---- control_api.c: results ---------------------------------------------- */

@@ -12,6 +12,7 @@
  * wiping; control_response_free() wipes them anyway.
  */
 #include "control_api_internal.h"
+#include "policy_tally.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -79,6 +80,17 @@ static json_t *capi_json_network(const char *sandbox_id, const struct policy_sta
 			 "pending", capi_json_hits(st->pending, st->n_pending));
 }
 
+/* Observed hosts still in memory go to the store before a reader looks
+ * (control_api.h). */
+static int capi_flush_observed(struct capi_ctx *c)
+{
+	int r;
+
+	if (!capi_tally || (r = policy_tally_flush(capi_tally)) >= 0)
+		return 0;
+	return capi_fail_errno(c, r, "the observed hosts could not be saved; try again");
+}
+
 /* Answer status with the sandbox's network state; extra (may be NULL,
  * stolen) is merged in (the result of a change). */
 static int capi_reply_network(struct capi_ctx *c, const struct tenancy_sandbox *s, int status,
@@ -88,6 +100,10 @@ static int capi_reply_network(struct capi_ctx *c, const struct tenancy_sandbox *
 	json_t *obj;
 	int r;
 
+	if ((r = capi_flush_observed(c)) != 0) {
+		json_decref(extra);
+		return r;
+	}
 	if ((r = policy_status(c->api->policy, s->id, &st)) != 0) {
 		json_decref(extra);
 		return capi_fail_policy(c, r);
@@ -121,7 +137,7 @@ int capi_h_network_pending(struct capi_ctx *c)
 	json_t *pending;
 	int r;
 
-	if ((r = capi_sandbox_in_reach(c, &s)) != 0)
+	if ((r = capi_sandbox_in_reach(c, &s)) != 0 || (r = capi_flush_observed(c)) != 0)
 		return r;
 	if ((r = policy_status(c->api->policy, s.id, &st)) != 0)
 		return capi_fail_policy(c, r);
@@ -194,7 +210,8 @@ int capi_h_network_lockdown(struct capi_ctx *c)
 	struct tenancy_sandbox s;
 	int r;
 
-	if ((r = capi_sandbox_in_reach(c, &s)) != 0)
+	/* Lockdown's allowlist is the observed list: all of it. */
+	if ((r = capi_sandbox_in_reach(c, &s)) != 0 || (r = capi_flush_observed(c)) != 0)
 		return r;
 	if ((r = policy_lockdown(c->api->policy, s.id)) < 0)
 		return capi_fail_policy(c, r);

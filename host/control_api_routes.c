@@ -30,6 +30,13 @@ void control_api_set_events(const struct control_api_events *ev)
 	capi_events = ev;
 }
 
+struct policy_tally *capi_tally;
+
+void control_api_set_tally(struct policy_tally *t)
+{
+	capi_tally = t;
+}
+
 /* ---- reach: what this caller may see ------------------------------------- */
 
 /* The tenant named by the request (NULL: the caller's own, or "default" for
@@ -363,6 +370,9 @@ static int h_sandbox_delete(struct capi_ctx *c)
 	if ((r = capi_sandbox_in_reach(c, &s)) != 0)
 		return r;
 	r = tenancy_sandbox_delete(c->api->tenancy, c->api->vault, s.tenant_id, s.id);
+	/* The data path caches the sandbox row with its policy (policy.h):
+	 * its next request must find the sandbox gone. */
+	policy_invalidate();
 	if (r != 0)
 		return capi_fail_tenancy(c, r);
 	if (capi_events && capi_events->sandbox_deleted)

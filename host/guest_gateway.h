@@ -62,6 +62,7 @@ struct guest_gateway;
 struct control_api_events;
 struct audit_writer;
 struct upstream_tls;
+struct policy_tally;
 
 struct guest_gateway_options {
 	const char *state_dir;
@@ -86,6 +87,10 @@ struct guest_gateway_options {
 	 * connect_to. */
 	const uint16_t *tcp_ports;
 	size_t n_tcp_ports;
+	/* Observed hosts are counted here and written in batches off the data
+	 * path (policy_tally.h; borrowed, outlives the gateway).  NULL: each
+	 * allowed request writes its observation itself (one SQLite write). */
+	struct policy_tally *tally;
 };
 
 __attribute__((warn_unused_result))

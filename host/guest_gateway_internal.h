@@ -195,10 +195,24 @@ void egress_http_pool_flush(struct gw_sandbox *sb);
 
 /* egress_verdict.c (worker threads): policy, swap and audit for one request
  * or one TCP connection.  See egress_verdict_run(). */
+#define GW_CACHE_SLOTS 16
+
+/* One sandbox's row and policy snapshot as of policy_generation() ==
+ * generation (0 = empty slot). */
+struct gw_cache_entry {
+	uint64_t generation;
+	uint64_t last_used;
+	struct tenancy_sandbox sandbox;
+	struct policy_snapshot *snap;
+};
+
 struct gw_worker_ctx {
 	struct vault *vault;
 	struct tenancy *tenancy;
 	struct policy *policy;
+	/* This thread's cache (no lock: one thread).  LRU over the slots. */
+	struct gw_cache_entry cache[GW_CACHE_SLOTS];
+	uint64_t cache_tick;
 	struct gw_worker_ctx *next;
 };
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,24 @@ struct policy {
 	struct store *st;
 	char err[POLICY_ERR_MAX];
 };
+
+/*
+ * policy_generation(): bumped after every write of a mode or an allowlist
+ * (whatever its outcome: a failed commit may still have changed nothing or
+ * everything, and a spurious bump only costs a reload).  Starts at 1 so a
+ * zeroed cache entry is never current.
+ */
+static atomic_uint_fast64_t pl_generation = 1;
+
+uint64_t policy_generation(void)
+{
+	return atomic_load_explicit(&pl_generation, memory_order_acquire);
+}
+
+void policy_invalidate(void)
+{
+	atomic_fetch_add_explicit(&pl_generation, 1, memory_order_acq_rel);
+}
 
 /*
  * Sorted entries: exact names and IP literals first (binary search), then
@@ -477,6 +496,7 @@ int policy_allow(struct policy *p, const char *sandbox_id, const char *pattern, 
 	r = added;
 out:
 	pl_rollback_if(p, r);
+	policy_invalidate();
 	policy_snapshot_free(one);
 	return r;
 }
@@ -492,6 +512,7 @@ int policy_deny(struct policy *p, const char *sandbox_id, const char *pattern, u
 		return r;
 	/* One statement: its own implicit transaction. */
 	r = store_policy_allow_delete(p->st, sandbox_id, norm, port == 0 ? -1 : (int)port);
+	policy_invalidate();
 	if (r < 0)
 		return pl_store_fail(p, r, sandbox_id, false);
 	if (r == 0) {
@@ -510,6 +531,7 @@ static int pl_set_mode(struct policy *p, const char *sandbox_id, enum policy_mod
 	if ((r = pl_check_sandbox(p, sandbox_id)) < 0)
 		return r;
 	r = store_policy_mode_set(p->st, sandbox_id, mode == POLICY_ENFORCE, pl_now_us());
+	policy_invalidate();
 	return r < 0 ? pl_store_fail(p, r, sandbox_id, true) : 0;
 }
 
@@ -607,6 +629,7 @@ int policy_lockdown(struct policy *p, const char *sandbox_id)
 	r = (int)n_add;
 out:
 	pl_rollback_if(p, r);
+	policy_invalidate();
 	policy_snapshot_free(cur);
 	policy_snapshot_free(final);
 	free(allow);
@@ -619,6 +642,7 @@ static int pl_record(struct policy *p, enum store_policy_hits which, const char 
 		     const char *host, uint16_t port, int64_t now_us)
 {
 	size_t max = which == STORE_POLICY_PENDING ? POLICY_PENDING_MAX : POLICY_OBSERVED_MAX;
+	struct store_policy_hit hit = { 0 };
 	char norm[HOST_PATTERN_BUF];
 	int r;
 
@@ -630,12 +654,72 @@ static int pl_record(struct policy *p, enum store_policy_hits which, const char 
 		return -EINVAL;
 	if (port == 0)
 		return pl_failf(p, -EINVAL, "host '%s': port 0 is not a destination", norm);
-	r = store_policy_hit_record(p->st, which, sandbox_id, norm, port, now_us, max);
+	hit.port = port;
+	hit.first_seen_us = hit.last_seen_us = now_us;
+	hit.count = 1;
+	memcpy(hit.host, norm, sizeof(hit.host));
+	r = store_policy_hit_record(p->st, which, sandbox_id, &hit, max);
 	if (r == -ENOSPC)
 		return pl_failf(p, r, "%s list of sandbox '%s' is full (%zu hosts); '%s' not recorded",
 				which == STORE_POLICY_PENDING ? "pending" : "observed", sandbox_id,
 				max, norm);
 	return r < 0 ? pl_store_fail(p, r, sandbox_id, true) : 0;
+}
+
+int policy_record_observed_batch(struct policy *p, const char *sandbox_id,
+				 const struct policy_hit *hits, size_t n)
+{
+	size_t dropped = 0;
+	int r;
+
+	if ((r = pl_check_sandbox(p, sandbox_id)) < 0)
+		return r;
+	if (n > 0 && !hits)
+		return pl_failf(p, -EINVAL, "no hits");
+	for (size_t i = 0; i < n; i++) {
+		char norm[HOST_PATTERN_BUF];
+
+		if (hits[i].port == 0 || hits[i].count < 1 ||
+		    hits[i].first_seen_us > hits[i].last_seen_us ||
+		    host_pattern_normalize_host(hits[i].host, strnlen(hits[i].host,
+				sizeof(hits[i].host)), norm, NULL, 0) < 0 ||
+		    strcmp(norm, hits[i].host) != 0)
+			return pl_failf(p, -EINVAL, "observed hit %zu of sandbox '%s' is malformed",
+					i, sandbox_id);
+	}
+	if ((r = store_begin_write(p->st)) < 0)
+		return pl_store_fail(p, r, sandbox_id, true);
+	for (size_t i = 0; i < n; i++) {
+		struct store_policy_hit h = {
+			.port = hits[i].port,
+			.first_seen_us = hits[i].first_seen_us,
+			.last_seen_us = hits[i].last_seen_us,
+			.count = hits[i].count,
+		};
+
+		memcpy(h.host, hits[i].host, sizeof(h.host));
+		r = store_policy_hit_record(p->st, STORE_POLICY_OBSERVED, sandbox_id, &h,
+					    POLICY_OBSERVED_MAX);
+		if (r == -ENOSPC) {
+			dropped++; /* the statement changed nothing: go on */
+			continue;
+		}
+		if (r < 0) {
+			r = pl_store_fail(p, r, sandbox_id, true);
+			goto out;
+		}
+	}
+	if ((r = store_commit(p->st)) < 0) {
+		r = pl_store_fail(p, r, sandbox_id, true);
+		goto out;
+	}
+	if (dropped)
+		pl_failf(p, 0, "observed list of sandbox '%s' is full (%d hosts); %zu new hosts not recorded",
+			 sandbox_id, POLICY_OBSERVED_MAX, dropped);
+	r = (int)dropped;
+out:
+	pl_rollback_if(p, r);
+	return r;
 }
 
 int policy_record_observed(struct policy *p, const char *sandbox_id, const char *host,
@@ -731,6 +815,7 @@ int policy_import(struct policy *p, const char *sandbox_id, const struct policy_
 		r = pl_store_fail(p, r, sandbox_id, true);
 out:
 	pl_rollback_if(p, r);
+	policy_invalidate();
 	policy_snapshot_free(snap);
 	return r < 0 ? r : 0;
 }

@@ -180,6 +180,32 @@ int policy_record_observed(struct policy *p, const char *sandbox_id, const char 
 __attribute__((warn_unused_result))
 int policy_record_denied(struct policy *p, const char *sandbox_id, const char *host,
 			 uint16_t port, int64_t now_us);
+/*
+ * Many observed connections of one sandbox in one write transaction (what
+ * policy_tally collected in memory): each hit adds hit.count to its
+ * (host, port) row and widens its seen times.  Hosts must be normalized.
+ * Returns the number of new hosts dropped because the tally is full
+ * (0 = all counted; policy_errmsg() then says how many); -EINVAL if a hit
+ * is malformed (nothing written); -ENOENT if the sandbox is gone.
+ */
+__attribute__((warn_unused_result))
+int policy_record_observed_batch(struct policy *p, const char *sandbox_id,
+				 const struct policy_hit *hits, size_t n);
+
+/*
+ * The process-wide policy generation: it changes after every write of a
+ * sandbox's mode or allowlist through any handle of this process (allow,
+ * deny, lockdown, observe, import), before that call returns.  A cache of
+ * snapshots (egress_verdict.c) tags each entry with the generation read
+ * BEFORE loading it and reloads when the generation differs, so a change
+ * takes effect on the next request: a load that raced a write carries the
+ * old tag and is thrown away.  policy_invalidate() bumps it for changes
+ * made outside this module that a cache must see (a sandbox deleted).
+ * Writes by other processes on the same state.db are not seen: the broker
+ * is the only writer (DESIGN.md).
+ */
+uint64_t policy_generation(void);
+void policy_invalidate(void);
 
 /* Templates. */
 __attribute__((warn_unused_result))

@@ -351,15 +351,17 @@ int store_policy_allow_delete(struct store *st, const char *sandbox_id, const ch
 __attribute__((warn_unused_result))
 int store_policy_allow_clear(struct store *st, const char *sandbox_id);
 /*
- * Count one connection to (host, port) at now_us in one statement: an
- * existing row gets count + 1 and its seen times widened; a new host is
- * inserted only while the sandbox has fewer than max rows in that tally.
- * 0 = counted; -ENOSPC = tally full, the new host was not recorded.
+ * Count hit->count connections to (hit->host, hit->port) seen between
+ * hit->first_seen_us and hit->last_seen_us, in one statement: an existing
+ * row gets count + hit->count (saturating) and its seen times widened; a
+ * new host is inserted only while the sandbox has fewer than max rows in
+ * that tally.  0 = counted; -ENOSPC = tally full, the new host was not
+ * recorded; -EINVAL = count < 1, port 0 or first > last.
  */
 __attribute__((warn_unused_result))
 int store_policy_hit_record(struct store *st, enum store_policy_hits which,
-			    const char *sandbox_id, const char *host, uint16_t port,
-			    int64_t now_us, size_t max);
+			    const char *sandbox_id, const struct store_policy_hit *hit,
+			    size_t max);
 /* Observed: by host, port.  Pending: most recent first.  -E2BIG past max.
  * Free *ret_rows with free(). */
 __attribute__((warn_unused_result))

@@ -25,17 +25,19 @@ _Static_assert((int)PL__COUNT <= (int)STORE_SQLITE_SLOTS_POLICY_N, "policy state
 #define HIT_COLS "host, port, first_seen_us, last_seen_us, count"
 
 /*
- * One statement per hit: the row count is checked inside the INSERT, so the
- * cap holds even with several writers.  An existing row always counts
+ * One statement per hit (one connection, or a batch of them merged in
+ * memory by policy_tally): the row count is checked inside the INSERT, so
+ * the cap holds even with several writers.  An existing row always counts
  * (the EXISTS arm), whatever the tally's size.  count saturates.
  */
 #define HIT_RECORD(table) \
 	"INSERT INTO " table " (sandbox_id, " HIT_COLS ")" \
-	" SELECT ?1, ?2, ?3, ?4, ?4, 1" \
+	" SELECT ?1, ?2, ?3, ?4, ?6, ?7" \
 	" WHERE (SELECT count(*) FROM " table " WHERE sandbox_id = ?1) < ?5" \
 	"  OR EXISTS (SELECT 1 FROM " table " WHERE sandbox_id = ?1 AND host = ?2 AND port = ?3)" \
 	" ON CONFLICT (sandbox_id, host, port) DO UPDATE SET" \
-	"  count = CASE WHEN count < 9223372036854775807 THEN count + 1 ELSE count END," \
+	"  count = CASE WHEN count <= 9223372036854775807 - excluded.count" \
+	"   THEN count + excluded.count ELSE 9223372036854775807 END," \
 	"  first_seen_us = min(first_seen_us, excluded.first_seen_us)," \
 	"  last_seen_us = max(last_seen_us, excluded.last_seen_us)"
 
@@ -266,20 +268,23 @@ int store_policy_allow_clear(struct store *st, const char *sandbox_id)
 /* ---- observed and pending ---------------------------------------------- */
 
 int store_policy_hit_record(struct store *st, enum store_policy_hits which,
-			    const char *sandbox_id, const char *host, uint16_t port,
-			    int64_t now_us, size_t max)
+			    const char *sandbox_id, const struct store_policy_hit *hit, size_t max)
 {
 	enum pl_stmt id = which == STORE_POLICY_PENDING ? PL_PENDING_RECORD : PL_OBSERVED_RECORD;
 	sqlite3_stmt *s = NULL;
 	int rc, r;
 
+	if (hit->count < 1 || hit->port == 0 || hit->first_seen_us > hit->last_seen_us)
+		return store_sqlite_failf(st, -EINVAL, "%s: malformed hit", pl_table(which));
 	if ((r = pl_stmt(st, id, &s)) != 0)
 		goto out;
 	if ((rc = sqlite3_bind_text(s, 1, sandbox_id, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int(s, 3, port)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 4, now_us)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 5, max > INT64_MAX ? INT64_MAX : (int64_t)max)) != SQLITE_OK) {
+	    (rc = sqlite3_bind_text(s, 2, hit->host, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int(s, 3, hit->port)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, hit->first_seen_us)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 5, max > INT64_MAX ? INT64_MAX : (int64_t)max)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 6, hit->last_seen_us)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 7, hit->count)) != SQLITE_OK) {
 		r = store_sqlite_fail(st, rc, "bind policy hit");
 		goto out;
 	}

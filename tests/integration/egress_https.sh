@@ -19,7 +19,6 @@ set -euo pipefail
 BROKER=${MIOSA_BROKER:?MIOSA_BROKER not set}
 CTL=${MIOSACTL:?MIOSACTL not set}
 ECHO=${ECHO_UPSTREAM:?ECHO_UPSTREAM not set}
-POLICY=${POLICY_TOOL:?POLICY_TOOL not set}
 AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-init}
 
 npass=0
@@ -175,17 +174,21 @@ echo "$out" | grep -qi "^MIOSA-Upstream-Error: tls-verify-failed" || fail "bad.t
 pass "an upstream whose certificate does not name the host: 502 MIOSA-Upstream-Error: tls-verify-failed"
 
 # --- Enforce: lockdown keeps observed hosts, blocks new ones with a readable 403 --------
-# (policy_tool until the control API has network routes; the broker reads a
-# fresh snapshot per request and per connection)
-"$POLICY" "$dir/state" "$sbx" lockdown || fail "lockdown"
+# Through the control API: the broker caches each sandbox's policy and counts
+# observed hosts in memory, and its network routes are what invalidate the
+# one and flush the other (a second SQLite writer such as policy_tool is not
+# seen by a running broker).
+ctl network lockdown "$sbx" >/dev/null || fail "lockdown"
 out=$(gexec -- curl -sS --max-time 15 https://api.openai.test/after-lockdown) || fail "observed host after lockdown"
 echo "$out" | grep -q "^GET /after-lockdown" || fail "observed host after lockdown: '$out'"
 out=$(gexec -- curl -sS -i --max-time 15 https://third.test/blocked 2>&1) || true
 echo "$out" | grep -q "^HTTP/1.1 403" || fail "third.test in enforce mode: '$out'"
 echo "$out" | grep -qi "^MIOSA-Egress-Deny: host-not-allowed" || fail "deny header: '$out'"
 echo "$out" | grep -qF "miosactl network allow $sbx third.test" || fail "deny body: '$out'"
-pending=$("$POLICY" "$dir/state" "$sbx" pending 2>&1) || fail "pending: $pending"
-echo "$pending" | grep -q "^third.test 443 " || fail "third.test not pending: '$pending'"
+pending=$(ctl --json network pending "$sbx" 2>&1) || fail "pending: $pending"
+python3 -c 'import json, sys; d = json.load(sys.stdin)
+sys.exit(0 if any(h["host"] == "third.test" and h["port"] == 443 for h in d["pending"]) else 1)' \
+	<<<"$pending" || fail "third.test not pending: '$pending'"
 # Other TCP ports: the agent only captures the HelloAck's listen ports (80,
 # 443), so the EgressOpen for port 8443 is spoken by hand on the wire.
 third_addr=$(ip netns exec "$ns" getent hosts third.test | awk '{print $1}')
@@ -231,7 +234,7 @@ PY
 out=$(tcp_open expect_refused 2>&1) || fail "TCP EgressOpen to third.test:8443 in enforce mode: $out"
 pass "lockdown: observed host works; a new host gets 403 MIOSA-Egress-Deny host-not-allowed (naming the allow command), is pending; other TCP is refused at open"
 
-"$POLICY" "$dir/state" "$sbx" allow third.test || fail "allow third.test"
+ctl network allow "$sbx" third.test >/dev/null || fail "allow third.test"
 out=$(gexec -- curl -sS --max-time 15 https://third.test/now-allowed) || fail "third.test after allow"
 echo "$out" | grep -q "^GET /now-allowed" || fail "third.test after allow: '$out'"
 # other TCP: raw relay, end-to-end TLS from the test to the echo server

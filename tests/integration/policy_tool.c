@@ -1,8 +1,10 @@
 /*
- * policy_tool — sets a sandbox's network policy straight through policy.h,
- * for the egress tests while the control API has no network routes yet.
- * The broker reads a fresh snapshot per request, so a change made here (a
- * second SQLite connection, WAL) takes effect on the next request.
+ * policy_tool — sets a sandbox's network policy straight through policy.h
+ * (a second SQLite connection), for a broker that is NOT running: a running
+ * broker caches each sandbox's policy and keeps recent observed hosts in
+ * memory (policy_tally.h), so it neither sees a change made here nor shows
+ * this tool its latest observations.  Against a running broker use the
+ * control API (miosactl network ...).
  *
  * usage: policy_tool STATE_DIR SANDBOX lockdown|observe
  *        policy_tool STATE_DIR SANDBOX allow PATTERN

@@ -99,6 +99,7 @@ static void test_no_arguments_give_the_documented_defaults(void **state)
 	assert_int_equal(cfg.upstream_response_timeout, 60);
 	assert_int_equal(cfg.upstream_idle_timeout, 30);
 	assert_int_equal(cfg.n_guest_tcp_ports, 0);
+	assert_int_equal(cfg.observed_flush_ms, 200);
 	broker_config_free(&cfg);
 }
 
@@ -348,6 +349,9 @@ static void test_numbers_are_strict_and_ranged(void **state)
 	assert_flag_error(PARSE(&cfg, err, "--worker-threads", "2 "), err, "is not a number");
 	assert_flag_error(PARSE(&cfg, err, "--shutdown-timeout", "0x10"), err, "is not a number");
 	assert_flag_error(PARSE(&cfg, err, "--shutdown-timeout", "0"), err, "out of range 1..3600");
+	assert_flag_error(PARSE(&cfg, err, "--observed-flush-ms", "0"), err, "out of range 1..60000");
+	assert_flag_error(PARSE(&cfg, err, "--observed-flush-ms", "60001"), err,
+			  "out of range 1..60000");
 	assert_int_equal(PARSE(&cfg, err, "--max-connections", "65536", "--idle-timeout", "86400"), 0);
 	assert_int_equal(cfg.max_connections, 65536);
 	broker_config_free(&cfg);
