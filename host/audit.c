@@ -1167,19 +1167,26 @@ int audit_export(struct store *st, const struct store_audit_filter *f, enum audi
 
 /* ---- verify ------------------------------------------------------------ */
 
-int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
-		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES])
+int audit_verify_chain(struct store *st, struct audit_verify_result *ret)
 {
 	uint8_t prev[STORE_AUDIT_HASH_BYTES] = { 0 }, h[STORE_AUDIT_HASH_BYTES];
 	uint64_t checked = 0;
-	int64_t after = 0, bad = 0;
+	int64_t after = 0, bad = 0, anchor = 0;
 	int r;
 
-	if (!st || !ret_bad_id)
+	if (!st || !ret)
 		return -EINVAL;
 	if ((r = store_begin_read(st)) != 0)
 		return r;
-	for (;;) {
+	/* Pruned log: the chain of what remains starts at the anchor. */
+	r = store_audit_anchor(st, &anchor, prev);
+	if (r == -ENOENT) {
+		anchor = 0;
+		memset(prev, 0, sizeof(prev));
+		r = 0;
+	}
+	after = anchor;
+	while (r == 0) {
 		struct store_audit_row *rows = NULL;
 		size_t n = 0;
 
@@ -1187,14 +1194,14 @@ int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 			break;
 		for (size_t i = 0; i < n && !bad; i++) {
 			audit_row_hash(&rows[i], h);
-			if (sodium_memcmp(rows[i].prev_hash, prev, sizeof(prev)) != 0 ||
+			if (rows[i].id != after + 1 ||
+			    sodium_memcmp(rows[i].prev_hash, prev, sizeof(prev)) != 0 ||
 			    sodium_memcmp(rows[i].row_hash, h, sizeof(h)) != 0)
 				bad = rows[i].id;
 			memcpy(prev, rows[i].row_hash, sizeof(prev));
+			after = rows[i].id;
 			checked++;
 		}
-		if (n > 0)
-			after = rows[n - 1].id;
 		free(rows);
 		if (bad || n < AUDIT_PAGE_ROWS)
 			break;
@@ -1202,13 +1209,31 @@ int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 	store_rollback(st);
 	if (r != 0)
 		return r;
+	ret->checked = checked;
+	ret->pruned = (uint64_t)anchor;
+	ret->bad_id = bad;
+	memcpy(ret->head, prev, sizeof(prev));
+	return bad ? -EBADMSG : 0;
+}
+
+int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
+		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES])
+{
+	struct audit_verify_result v;
+	int r;
+
+	if (!ret_bad_id)
+		return -EINVAL;
+	r = audit_verify_chain(st, &v);
+	if (r != 0 && r != -EBADMSG)
+		return r;
 	if (ret_checked)
-		*ret_checked = checked;
-	if (bad) {
-		*ret_bad_id = bad;
-		return -EBADMSG;
+		*ret_checked = v.checked;
+	if (r == -EBADMSG) {
+		*ret_bad_id = v.bad_id;
+		return r;
 	}
 	if (ret_head)
-		memcpy(ret_head, prev, sizeof(prev));
+		memcpy(ret_head, v.head, sizeof(v.head));
 	return 0;
 }

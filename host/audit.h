@@ -208,12 +208,29 @@ char *audit_row_json(const struct store_audit_row *row);
 
 /*
  * Walk the chain from the first row: 0 when every row links to the one
- * before and its row_hash recomputes; -EBADMSG with *ret_bad_id = the first
- * row that does not.  ret_checked / ret_head (newest row_hash; zeros for an
- * empty log) may be NULL.
+ * before (prev_hash, and id = the previous id + 1) and its row_hash
+ * recomputes; -EBADMSG with *ret_bad_id = the first row that does not.
+ * After pruning (audit_retention.h) the walk starts from the anchor: the
+ * first remaining row must link to it, so a changed anchor or a deleted
+ * oldest row is reported as that first row.  The anchor itself is not
+ * protected: whoever can rewrite state.db can set it to match; compare the
+ * pruned count with what retention should have removed.  ret_checked /
+ * ret_head (newest row_hash; the anchor's after pruning everything; zeros
+ * for an empty log) may be NULL.
  */
 __attribute__((warn_unused_result))
 int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES]);
+
+struct audit_verify_result {
+	uint64_t checked;      /* rows walked (up to and with the bad one) */
+	uint64_t pruned;       /* rows pruned before the walk's start (anchor id) */
+	int64_t bad_id;        /* first row that does not link; 0 when intact */
+	uint8_t head[STORE_AUDIT_HASH_BYTES];
+};
+/* audit_verify() with the pruned count: 0 (intact) or -EBADMSG both fill
+ * *ret; any other error leaves it alone. */
+__attribute__((warn_unused_result))
+int audit_verify_chain(struct store *st, struct audit_verify_result *ret);
 
 #endif

@@ -91,6 +91,8 @@ struct broker_config {
 	unsigned worker_threads;
 	unsigned shutdown_timeout;  /* seconds */
 	bool vsock_listen;          /* AF_VSOCK guest listener (default off) */
+	unsigned audit_retention_days;  /* 0 = keep audit rows forever */
+	unsigned audit_max_rows;        /* 0 = no row limit */
 };
 
 __attribute__((warn_unused_result))

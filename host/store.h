@@ -426,7 +426,9 @@ struct store_audit_filter {
 /* Insert a row whose id and hashes are set.  -EEXIST: the id is taken. */
 __attribute__((warn_unused_result))
 int store_audit_insert(struct store *st, const struct store_audit_row *row);
-/* The newest row's id and row_hash; -ENOENT when the log is empty. */
+/* The newest row's id and row_hash, or the prune anchor's when every row
+ * was pruned (the chain goes on from it); -ENOENT when the log never had a
+ * row. */
 __attribute__((warn_unused_result))
 int store_audit_last(struct store *st, int64_t *ret_id,
 		     uint8_t ret_hash[STORE_AUDIT_HASH_BYTES]);
@@ -439,5 +441,25 @@ int store_audit_query(struct store *st, const struct store_audit_filter *f, size
 __attribute__((warn_unused_result))
 int store_audit_list_after(struct store *st, int64_t after_id, size_t max,
 			   struct store_audit_row **ret_rows, size_t *ret_n);
+
+/*
+ * Retention (migration 7).  Pruning deletes the oldest rows only (a prefix
+ * of the ids, so the rest of the chain still links) and keeps the anchor:
+ * the id and row_hash of the newest pruned row, where the chain of the
+ * remaining rows starts (their first row's prev_hash, id = anchor id + 1).
+ * The anchor id is also the count of rows ever pruned (ids start at 1).
+ *
+ * store_audit_prune(), inside the caller's write transaction: deletes the
+ * oldest rows while they are older than before_us (0 = no age limit) or
+ * more than keep_rows rows remain (0 = no count limit), at most max rows,
+ * stopping at the first row that is neither; moves the anchor to the last
+ * deleted row.  Returns the count deleted (0: nothing to do).
+ */
+__attribute__((warn_unused_result))
+int store_audit_prune(struct store *st, int64_t before_us, uint64_t keep_rows, size_t max);
+/* The anchor; -ENOENT when nothing was ever pruned. */
+__attribute__((warn_unused_result))
+int store_audit_anchor(struct store *st, int64_t *ret_id,
+		       uint8_t ret_hash[STORE_AUDIT_HASH_BYTES]);
 
 #endif

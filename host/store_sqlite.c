@@ -212,6 +212,17 @@ static const char *const st_migrations[] = {
 	"  ON audit_rows (external_user_id, id) WHERE external_user_id IS NOT NULL;"
 	"CREATE INDEX IF NOT EXISTS audit_rows_by_external_workspace"
 	"  ON audit_rows (external_workspace_id, id) WHERE external_workspace_id IS NOT NULL;",
+	/* 6: reserved for the audit completion records (another branch); empty
+	 * here so that step 7 keeps its number when the two are merged. */
+	"",
+	/* 7: audit retention (store_audit_prune) — the anchor: id and row_hash
+	 * of the newest pruned row, where the chain of what remains starts.
+	 * One row at most. */
+	"CREATE TABLE IF NOT EXISTS audit_anchor ("
+	"  one INTEGER PRIMARY KEY CHECK (one = 1),"
+	"  id INTEGER NOT NULL CHECK (id >= 1),"
+	"  row_hash BLOB NOT NULL CHECK (length(row_hash) = 32)"
+	") STRICT;",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 

@@ -28,7 +28,11 @@ enum {
 	AC_SWAPPED, AC_FLAGGED, AC_UP, AC_DOWN, AC_DURATION, AC_PREV, AC_HASH,
 };
 
-enum au_stmt { AU_INSERT, AU_LAST, AU_LIST_AFTER, AU_TIME_PROBE, AU__COUNT };
+enum au_stmt {
+	AU_INSERT, AU_LAST, AU_LIST_AFTER, AU_TIME_PROBE,
+	AU_ANCHOR_GET, AU_PRUNE_WALK, AU_DELETE_UPTO, AU_ANCHOR_PUT,
+	AU__COUNT
+};
 _Static_assert((int)AU__COUNT <= (int)STORE_SQLITE_SLOTS_AUDIT_N, "audit statement slots");
 
 static const char *const au_sql[AU__COUNT] = {
@@ -42,6 +46,11 @@ static const char *const au_sql[AU__COUNT] = {
 	[AU_TIME_PROBE] = "SELECT count(*) FROM (SELECT 1 FROM audit_rows"
 		" INDEXED BY audit_rows_by_time"
 		" WHERE time_us >= ?1 AND time_us < ?2 AND id < ?3 LIMIT ?4)",
+	[AU_ANCHOR_GET] = "SELECT id, row_hash FROM audit_anchor WHERE one = 1",
+	[AU_PRUNE_WALK] = "SELECT id, time_us, row_hash FROM audit_rows ORDER BY id LIMIT ?1",
+	[AU_DELETE_UPTO] = "DELETE FROM audit_rows WHERE id <= ?1",
+	[AU_ANCHOR_PUT] = "INSERT INTO audit_anchor (one, id, row_hash) VALUES (1, ?1, ?2)"
+		" ON CONFLICT (one) DO UPDATE SET id = excluded.id, row_hash = excluded.row_hash",
 };
 
 static const char *const au_scheme_names[] = { "http", "https", "tcp" };
@@ -300,30 +309,124 @@ int store_audit_insert(struct store *st, const struct store_audit_row *row)
 	return r;
 }
 
-int store_audit_last(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
+/* id and hash of the one row of a "SELECT id, hash" statement; -ENOENT if none. */
+static int au_id_hash(struct store *st, enum au_stmt id, const char *what, int64_t *ret_id,
+		      uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
 {
 	uint8_t hash[STORE_AUDIT_HASH_BYTES];
 	sqlite3_stmt *s = NULL;
-	int64_t id = 0;
+	int64_t v = 0;
 	int r;
 
-	if ((r = au_stmt(st, AU_LAST, &s)) != 0)
+	if ((r = au_stmt(st, id, &s)) != 0)
 		return r;
-	r = store_sqlite_step(st, s, "read last audit row");
+	r = store_sqlite_step(st, s, what);
 	if (r == 0)
 		r = -ENOENT;
 	if (r == 1) {
-		id = sqlite3_column_int64(s, 0);
+		v = sqlite3_column_int64(s, 0);
 		r = au_hash_col(s, 1, hash);
-		if (r != 0 || id < 1)
-			r = store_sqlite_failf(st, -EUCLEAN, "malformed last row in audit_rows");
+		if (r != 0 || v < 1)
+			r = store_sqlite_failf(st, -EUCLEAN, "%s: malformed row", what);
 	}
 	store_sqlite_done(s);
 	if (r < 0)
 		return r;
-	*ret_id = id;
+	*ret_id = v;
 	memcpy(ret_hash, hash, sizeof(hash));
 	return 0;
+}
+
+int store_audit_last(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
+{
+	int r = au_id_hash(st, AU_LAST, "read last audit row", ret_id, ret_hash);
+
+	/* Every row pruned: the next row links to the anchor. */
+	if (r == -ENOENT)
+		r = au_id_hash(st, AU_ANCHOR_GET, "read audit anchor", ret_id, ret_hash);
+	return r;
+}
+
+int store_audit_anchor(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
+{
+	return au_id_hash(st, AU_ANCHOR_GET, "read audit anchor", ret_id, ret_hash);
+}
+
+/*
+ * The last id of the prunable prefix among the oldest max rows (0: none) and
+ * its row_hash.  Rows count as remaining from the first one to last_id: ids
+ * are consecutive, verified by audit_verify().
+ */
+static int au_prune_upto(struct store *st, int64_t before_us, uint64_t keep_rows, size_t max,
+			 int64_t last_id, int64_t *ret_upto, uint8_t hash[STORE_AUDIT_HASH_BYTES])
+{
+	sqlite3_stmt *s = NULL;
+	int64_t upto = 0;
+	int r;
+
+	if ((r = au_stmt(st, AU_PRUNE_WALK, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, (int64_t)max) != SQLITE_OK) {
+		store_sqlite_done(s);
+		return store_sqlite_failf(st, -EINVAL, "cannot bind audit prune walk");
+	}
+	while ((r = store_sqlite_step(st, s, "read oldest audit rows")) == 1) {
+		int64_t id = sqlite3_column_int64(s, 0), t = sqlite3_column_int64(s, 1);
+		bool too_old = before_us != 0 && t < before_us;
+		bool too_many = keep_rows != 0 && id <= last_id &&
+				(uint64_t)(last_id - id) >= keep_rows;
+
+		if (!too_old && !too_many)
+			break;
+		if ((r = au_hash_col(s, 2, hash)) != 0) {
+			r = store_sqlite_failf(st, -EUCLEAN, "malformed row %lld in audit_rows",
+					       (long long)id);
+			break;
+		}
+		upto = id;
+	}
+	store_sqlite_done(s);
+	if (r < 0)
+		return r;
+	*ret_upto = upto;
+	return 0;
+}
+
+int store_audit_prune(struct store *st, int64_t before_us, uint64_t keep_rows, size_t max)
+{
+	uint8_t hash[STORE_AUDIT_HASH_BYTES], last_hash[STORE_AUDIT_HASH_BYTES];
+	int64_t last_id = 0, upto = 0;
+	sqlite3_stmt *s = NULL;
+	int r, deleted = 0;
+
+	if (max == 0 || max > INT32_MAX || before_us < 0)
+		return store_sqlite_failf(st, -EINVAL, "audit prune arguments out of range");
+	if ((before_us == 0 && keep_rows == 0) ||
+	    (r = au_id_hash(st, AU_LAST, "read last audit row", &last_id, last_hash)) == -ENOENT)
+		return 0;
+	if (r != 0 ||
+	    (r = au_prune_upto(st, before_us, keep_rows, max, last_id, &upto, hash)) != 0)
+		return r;
+	if (upto == 0)
+		return 0;
+	if ((r = au_stmt(st, AU_DELETE_UPTO, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, upto) != SQLITE_OK)
+		r = store_sqlite_failf(st, -EINVAL, "cannot bind audit prune");
+	else
+		r = store_sqlite_run(st, s, "delete oldest audit rows");
+	store_sqlite_done(s);
+	if (r == 0)
+		deleted = store_sqlite_changes(st);
+	if (r != 0 || (r = au_stmt(st, AU_ANCHOR_PUT, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, upto) != SQLITE_OK ||
+	    sqlite3_bind_blob(s, 2, hash, sizeof(hash), SQLITE_STATIC) != SQLITE_OK)
+		r = store_sqlite_failf(st, -EINVAL, "cannot bind audit anchor");
+	else
+		r = store_sqlite_run(st, s, "move audit anchor");
+	store_sqlite_done(s);
+	return r != 0 ? r : deleted;
 }
 
 /* Step s to the end (or max rows) into a malloc'd array. */
