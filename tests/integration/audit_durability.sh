@@ -12,7 +12,9 @@
 # the broker restarts on the same state directory and the test asserts:
 # every such request has its audit row (rows of requests that never got a
 # response may or may not exist), `miosactl audit verify` passes, and the
-# secret value is nowhere in state.db (+WAL).  Waits are deadline loops.
+# secret value is nowhere in state.db (+WAL).  Last, a restart with
+# --audit-max-rows 50 prunes the oldest rows and verify starts from the
+# anchor.  Waits are deadline loops.
 #
 # Needs root (ip netns) and the agent: a missing one is a failure, never a skip.
 set -euo pipefail
@@ -85,11 +87,11 @@ gexec() { ctl exec "$sbx" "$@" </dev/null; }
 exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 broker_ready() { grep -q broker_ready "$dir/broker.err"; }
 
-start_broker() {
+start_broker() { # start_broker [EXTRA FLAGS...]
 	: >"$dir/broker.err"
 	"$BROKER" --state-dir "$dir/state" --master-key "$dir/master.key" --log-level "${AD_LOG_LEVEL:-info}" \
 		--connect-to "api.openai.test:443:127.0.0.1:$port" \
-		--upstream-ca "$dir/upstream-ca.pem" --worker-threads 8 \
+		--upstream-ca "$dir/upstream-ca.pem" --worker-threads 8 "$@" \
 		</dev/null >"$dir/broker.out" 2>>"$dir/broker.err" &
 	broker_pid=$!
 	wait_for 30 "the broker" broker_ready
@@ -232,6 +234,24 @@ if grep -aqF "$secret_value" "$dir"/state/state.db*; then
 fi
 grep -aqF "$placeholder" "$dir"/state/state.db* || fail "the placeholder binding is not in state.db (checked the wrong file?)"
 pass "no secret value in state.db (+WAL)"
+
+# --- Retention on the same log: --audit-max-rows prunes, verify starts at the anchor ---
+kill -TERM "$broker_pid"
+wait "$broker_pid" || fail "broker exited with status $? on SIGTERM"
+broker_pid=
+total=$(q "SELECT max(id) FROM audit_rows")
+start_broker --audit-max-rows 50
+pruned_to_50() { [ "$(q "SELECT count(*) FROM audit_rows")" = 50 ]; }
+wait_for 30 "the pruner to keep 50 rows" pruned_to_50
+[ "$(q "SELECT min(id) FROM audit_rows")" = $((total - 49)) ] || fail "pruning did not take the oldest rows"
+out=$(ctl audit verify) || fail "miosactl audit verify after pruning: $out"
+case "$out" in
+"audit chain OK: 50 rows, head "*"
+$((total - 50)) older rows pruned by retention; the chain was checked from their anchor") ;;
+*) fail "audit verify after pruning: '$out'" ;;
+esac
+grep -q "audit_pruned rows=$((total - 50))" "$dir/broker.err" || fail "no audit_pruned log line"
+pass "--audit-max-rows 50: the oldest $((total - 50)) rows pruned, the chain verifies from the anchor"
 
 kill -TERM "$broker_pid"
 wait "$broker_pid" || fail "broker exited with status $? on SIGTERM"
