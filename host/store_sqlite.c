@@ -217,12 +217,15 @@ static const char *const st_migrations[] = {
 	"",
 	/* 7: audit retention (store_audit_prune) — the anchor: id and row_hash
 	 * of the newest pruned row, where the chain of what remains starts.
-	 * One row at most. */
+	 * One row at most.  And a narrow (id, time_us) index: a time-only
+	 * query walks ids newest first checking time_us, and walking this
+	 * index reads ~20 bytes per row instead of the whole row. */
 	"CREATE TABLE IF NOT EXISTS audit_anchor ("
 	"  one INTEGER PRIMARY KEY CHECK (one = 1),"
 	"  id INTEGER NOT NULL CHECK (id >= 1),"
 	"  row_hash BLOB NOT NULL CHECK (length(row_hash) = 32)"
-	") STRICT;",
+	") STRICT;"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_id_time ON audit_rows (id, time_us);",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 
