@@ -1,14 +1,18 @@
 /*
- * store_sqlite_audit — audit rows (store.h, migration 5) in the SQLite back
- * end.
+ * store_sqlite_audit — audit rows (store.h, migration 5) and their
+ * retention (migration 7: the prune anchor, the (id, time_us) index) in the
+ * SQLite back end.
  *
- * The insert and the chain-walk statements are cached in the audit slots.
- * A query's WHERE clause is assembled from the constant fragments of
- * au_where[] (one per filter, each with its own fixed parameter number), so
- * every byte of SQL is still a constant of this file and every value is
- * bound; the statement is prepared per query because the planner must see
- * which filters are present to pick the index (an "?1 IS NULL OR col = ?1"
- * statement would scan the table).
+ * The insert, chain-walk, prune and count statements are cached in the
+ * audit slots.  A query's WHERE clause is assembled from the constant
+ * fragments of au_where[] (one per filter, each with its own fixed parameter
+ * number) after a constant head that may name the index to use, so every
+ * byte of SQL is still a constant of this file and every value is bound;
+ * the statement is prepared per query because the planner must see which
+ * filters are present to pick the index (an "?1 IS NULL OR col = ?1"
+ * statement would scan the table), and the head is chosen from covering
+ * counts (see AQ_SMALL_WINDOW and AQ_EQ_PROBE) because without STAT4 the
+ * planner cannot tell a rare value from a common one.
  */
 #include "store.h"
 
