@@ -187,10 +187,10 @@ finished() { local f=("$dir"/res/*[0-9]); [ -e "${f[0]}" ] && echo "${#f[@]}" ||
 enough_finished() { [ "$(finished)" -ge "$KILL_AFTER" ]; }
 all_finished() { [ "$(finished)" = "$N" ]; }
 wait_for 120 "$KILL_AFTER finished requests" enough_finished
+at_kill=$(finished)
 kill -KILL "$broker_pid"
 wait "$broker_pid" 2>/dev/null || true
 broker_pid=
-at_kill=$(finished)
 # Every curl ends: with a response, an error, or its --max-time.
 wait_for 60 "every curl to end" all_finished
 wait "$load_pid" || true
@@ -206,7 +206,7 @@ for i in $(seq 1 "$N"); do
 done
 [ "$at_kill" -lt "$N" ] || fail "all $N requests had finished before the SIGKILL: nothing was in flight"
 [ "${#responded[@]}" -ge "$KILL_AFTER" ] || fail "only ${#responded[@]} complete responses (>= $KILL_AFTER finished before the kill)"
-pass "SIGKILL with $((N - at_kill)) of $N requests unfinished; ${#responded[@]} got a complete response"
+pass "SIGKILL with $((N - at_kill)) of $N requests in flight; ${#responded[@]} got a complete response"
 
 # --- Restart on the same state; every relayed response has its row -------------------
 start_broker
