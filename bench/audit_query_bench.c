@@ -11,7 +11,10 @@
  * submit a row and wait for its commit (audit_submit_wait, what the data
  * path does per request) for 3 s through the real writer (group commit,
  * WAL, synchronous=FULL) on a fresh STATE_DIR/writer, and the sustained
- * rows/s is printed for 1, 16 and 200 submitters.
+ * rows/s is printed for 1, 16 and 200 submitters, with the commit wait's
+ * p50/p99/max; the 200 run is repeated with the retention pruner deleting
+ * behind the writer (--audit-max-rows 20000 semantics, 50 ms passes), which
+ * shows what pruning costs the writer.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +25,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "audit_retention.h"
 #include "store.h"
 
 static double now_ms(void)
@@ -30,6 +34,17 @@ static double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 2^(b/4) without libm. */
+static double pow2q(int b)
+{
+	static const double q[4] = { 1.0, 1.189207115, 1.414213562, 1.681792831 };
+	double v = q[b % 4];
+
+	for (int i = 0; i < b / 4; i++)
+		v *= 2;
+	return v;
 }
 
 static void make_row(struct store_audit_row *r, long i, int64_t t0)
@@ -106,11 +121,39 @@ static int timed(struct store *st, const char *label, const struct store_audit_f
 	return 0;
 }
 
+#define WB_BUCKETS 96 /* latency histogram: bucket b holds [2^(b/4), 2^((b+1)/4)) µs */
+
 struct wbench {
 	struct audit_writer *w;
 	atomic_bool stop;
 	atomic_long rows, failed;
+	atomic_long hist[WB_BUCKETS];
+	atomic_long max_us;
 };
+
+static int wb_bucket(double us)
+{
+	int b = 0;
+
+	while (b < WB_BUCKETS - 1 && us >= pow2q(b + 1))
+		b++;
+	return b;
+}
+
+/* The latency below which a fraction q of the submits finished (bucket top). */
+static double wb_quantile(struct wbench *b, double q)
+{
+	long total = 0, seen = 0;
+
+	for (int i = 0; i < WB_BUCKETS; i++)
+		total += atomic_load(&b->hist[i]);
+	for (int i = 0; i < WB_BUCKETS; i++) {
+		seen += atomic_load(&b->hist[i]);
+		if (total && (double)seen >= q * (double)total)
+			return pow2q(i + 1);
+	}
+	return 0;
+}
 
 static void *wbench_main(void *arg)
 {
@@ -121,28 +164,45 @@ static void *wbench_main(void *arg)
 	while (!atomic_load(&b->stop)) {
 		int64_t id;
 
+		double t = now_ms(), us;
+		long cur;
+
 		make_row(&r, i++, 1700000000000000);
 		if (audit_submit_wait(b->w, &r, &id) == 0)
 			atomic_fetch_add(&b->rows, 1);
 		else
 			atomic_fetch_add(&b->failed, 1);
+		us = (now_ms() - t) * 1e3;
+		atomic_fetch_add(&b->hist[wb_bucket(us)], 1);
+		cur = atomic_load(&b->max_us);
+		while ((long)us > cur && !atomic_compare_exchange_weak(&b->max_us, &cur, (long)us))
+			;
 	}
 	return NULL;
 }
 
-/* Sustained durable rows/s with n submitters waiting for their commit. */
-static int writer_bench(const char *dir, int n)
+/* Sustained durable rows/s with n submitters waiting for their commit;
+ * prune: with the retention pruner keeping 20 000 rows. */
+static int writer_bench(const char *dir, int n, bool prune)
 {
 	struct audit_writer_opts o = { .batch_ms = 0 }; /* as the broker */
+	struct audit_pruner_opts po = { .policy = { .max_rows = 20000 }, .interval_ms = 50 };
+	struct audit_pruner *p = NULL;
 	struct audit_writer_stats ws;
-	struct wbench b = { 0 };
+	static struct wbench b;
 	pthread_t th[200];
 	char err[512];
 	double t;
 	int started = 0, rc;
 
+	memset(&b, 0, sizeof(b));
 	if ((rc = audit_writer_open(dir, &o, &b.w, err, sizeof(err))) != 0) {
 		fprintf(stderr, "writer: %s\n", err);
+		return rc;
+	}
+	if (prune && (rc = audit_pruner_start(dir, &po, &p, err, sizeof(err))) != 0) {
+		fprintf(stderr, "pruner: %s\n", err);
+		audit_writer_close(b.w);
 		return rc;
 	}
 	t = now_ms();
@@ -159,12 +219,16 @@ static int writer_bench(const char *dir, int n)
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	t = now_ms() - t;
+	audit_pruner_stop(p);
 	audit_writer_stats(b.w, &ws);
 	audit_writer_close(b.w);
-	printf("writer, %3d submitters waiting for commit: %7.0f rows/s durable"
-	       " (%.1f rows per commit, %ld failed)\n", started,
+	printf("writer, %3d submitters waiting for commit%s: %7.0f rows/s durable"
+	       " (%.1f rows per commit, %ld failed); wait p50 %.2f ms p99 %.2f ms max %.2f ms\n",
+	       started, prune ? ", pruner keeping 20k" : "",
 	       (double)atomic_load(&b.rows) / (t / 1e3),
-	       ws.batches ? (double)ws.rows / (double)ws.batches : 0.0, atomic_load(&b.failed));
+	       ws.batches ? (double)ws.rows / (double)ws.batches : 0.0, atomic_load(&b.failed),
+	       wb_quantile(&b, 0.5) / 1e3, wb_quantile(&b, 0.99) / 1e3,
+	       (double)atomic_load(&b.max_us) / 1e3);
 	return started == n && atomic_load(&b.failed) == 0 ? 0 : -EIO;
 }
 
@@ -288,8 +352,10 @@ int main(int argc, char **argv)
 
 		for (size_t i = 0; rc == 0 && i < sizeof(submitters) / sizeof(submitters[0]); i++) {
 			snprintf(wdir, sizeof(wdir), "%s/writer%d", dir, submitters[i]);
-			rc = writer_bench(wdir, submitters[i]);
+			rc = writer_bench(wdir, submitters[i], false);
 		}
+		snprintf(wdir, sizeof(wdir), "%s/writer200-pruned", dir);
+		rc = rc ?: writer_bench(wdir, 200, true);
 	}
 out:
 	store_close(st);
