@@ -1,15 +1,17 @@
 /*
  * audit-query-bench — inserts N audit rows (default 1 000 000) through the
- * store in big transactions, then times filtered queries (limit 100, newest
- * first) and prints one line per query.  Target (issue 6): < 50 ms each.
+ * store in big transactions, most of them completed as real traffic is (a
+ * completion one or two rows later, in the same chain: ~2 N links), then
+ * times filtered queries (limit 100, newest first, merged rows) and prints
+ * one line per query.  Target (issue 6): < 50 ms each.
  *
  *   audit-query-bench [STATE_DIR] [ROWS]   (STATE_DIR is created; default a
  *   fresh directory under /tmp; a STATE_DIR this bench filled with ROWS rows
  *   before is reused)
  *
  * Then the writer: SUBMITTERS threads (as many as concurrent requests) each
- * submit a row and wait for its commit (audit_submit_wait, what the data
- * path does per request) for 3 s through the real writer (group commit,
+ * submit a row, wait for its commit (audit_submit_wait, what the data
+ * path does per request) and submit its completion without waiting, for 3 s through the real writer (group commit,
  * WAL, synchronous=FULL) on a fresh STATE_DIR/writer, and the sustained
  * rows/s is printed for 1, 16 and 200 submitters, with the commit wait's
  * p50/p99/max; the 200 run is repeated with the retention pruner deleting
@@ -19,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,39 +64,84 @@ static void make_row(struct store_audit_row *r, long i, int64_t t0)
 	r->scheme = STORE_AUDIT_HTTPS;
 	snprintf(r->method, sizeof(r->method), "POST");
 	snprintf(r->path, sizeof(r->path), "/v1/chat/completions?user=%ld", i);
-	r->status = i % 997 == 0 ? 503 : i % 50 == 0 ? 403 : 200;
+	r->status = i % 50 == 0 ? 403 : 0; /* allowed: unknown until completed */
 	r->action = i % 50 == 0 ? STORE_AUDIT_DENY : STORE_AUDIT_ALLOW;
 	r->n_swapped = 1;
 	snprintf(r->swapped[0], sizeof(r->swapped[0]), "openai_key");
-	r->bytes_up = 512;
-	r->bytes_down = 4096;
-	r->duration_us = 120000;
 }
 
+/* Denied rows are never completed, nor every 101st allowed one (still in
+ * flight, or its completion lost in a crash); the rest answer 200, every
+ * 997th 503. */
+static bool completed(long i)
+{
+	return i % 50 != 0 && i % 101 != 0;
+}
+
+static void make_completion(struct store_audit_completion *c, long i, int64_t t0)
+{
+	memset(c, 0, sizeof(*c));
+	c->time_us = t0 + i * 1000 + 900;
+	c->status = i % 997 == 0 ? 503 : 200;
+	c->bytes_up = 512;
+	c->bytes_down = 4096;
+	c->duration_us = 120000;
+}
+
+/* The chain's length for rows rows: what fill() writes. */
+static int64_t links_for(long rows)
+{
+	int64_t n = rows;
+
+	for (long i = 0; i < rows; i++)
+		n += completed(i);
+	return n;
+}
+
+/* Row i's completion comes after row i + 1 + i % 2 (ids interleave). */
 static int fill(struct store *st, long rows, int64_t t0)
 {
 	uint8_t prev[STORE_AUDIT_HASH_BYTES] = { 0 };
+	struct store_audit_completion c;
 	struct store_audit_row r;
-	int rc;
+	int64_t id = 1, *row_id;
+	long next_c = 0;
+	int rc = 0;
 
-	for (long i = 0; i < rows;) {
+	if (!(row_id = calloc((size_t)rows, sizeof(*row_id))))
+		return -ENOMEM;
+	for (long i = 0; rc == 0 && (i < rows || next_c < rows);) {
 		if ((rc = store_begin_write(st)) != 0)
-			return rc;
-		for (long k = 0; k < 50000 && i < rows; k++, i++) {
-			make_row(&r, i, t0);
-			r.id = i + 1;
-			memcpy(r.prev_hash, prev, sizeof(prev));
-			audit_row_hash(&r, r.row_hash);
-			memcpy(prev, r.row_hash, sizeof(prev));
-			if ((rc = store_audit_insert(st, &r)) != 0) {
-				store_rollback(st);
-				return rc;
+			break;
+		for (long k = 0; rc == 0 && k < 50000 && (i < rows || next_c < rows); k++, i++) {
+			if (i < rows) {
+				make_row(&r, i, t0);
+				r.id = row_id[i] = id++;
+				memcpy(r.prev_hash, prev, sizeof(prev));
+				audit_row_hash(&r, r.row_hash);
+				memcpy(prev, r.row_hash, sizeof(prev));
+				rc = store_audit_insert(st, &r);
+			}
+			for (; rc == 0 && next_c < rows && (next_c + 1 + next_c % 2 <= i || i >= rows);
+			     next_c++) {
+				if (!completed(next_c))
+					continue;
+				make_completion(&c, next_c, t0);
+				c.request_id = row_id[next_c];
+				c.id = id++;
+				memcpy(c.prev_hash, prev, sizeof(prev));
+				audit_completion_hash(&c, c.row_hash);
+				memcpy(prev, c.row_hash, sizeof(prev));
+				rc = store_audit_completion_insert(st, &c);
 			}
 		}
-		if ((rc = store_commit(st)) != 0)
-			return rc;
+		if (rc != 0)
+			store_rollback(st);
+		else
+			rc = store_commit(st);
 	}
-	return 0;
+	free(row_id);
+	return rc;
 }
 
 static int timed(struct store *st, const char *label, const struct store_audit_filter *f)
@@ -158,21 +206,25 @@ static double wb_quantile(struct wbench *b, double q)
 static void *wbench_main(void *arg)
 {
 	struct wbench *b = arg;
+	struct store_audit_completion c;
 	struct store_audit_row r;
 	long i = 0;
 
 	while (!atomic_load(&b->stop)) {
-		int64_t id;
-
+		int64_t id = 0;
 		double t = now_ms(), us;
 		long cur;
 
-		make_row(&r, i++, 1700000000000000);
+		make_row(&r, i, 1700000000000000);
 		if (audit_submit_wait(b->w, &r, &id) == 0)
 			atomic_fetch_add(&b->rows, 1);
 		else
 			atomic_fetch_add(&b->failed, 1);
 		us = (now_ms() - t) * 1e3;
+		make_completion(&c, i++, 1700000000000000);
+		c.request_id = id;
+		if (id && completed(i - 1) && audit_complete(b->w, &c, NULL, NULL) != 0)
+			atomic_fetch_add(&b->failed, 1);
 		atomic_fetch_add(&b->hist[wb_bucket(us)], 1);
 		cur = atomic_load(&b->max_us);
 		while ((long)us > cur && !atomic_compare_exchange_weak(&b->max_us, &cur, (long)us))
@@ -256,7 +308,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* A STATE_DIR this bench filled before with ROWS rows is reused. */
-	if (store_audit_last(st, &have, head) == 0 && have == rows) {
+	if (store_audit_last(st, &have, head) == 0 && have == links_for(rows)) {
 		printf("reusing %ld rows in %s\n", rows, dir);
 	} else {
 		t = now_ms();
@@ -265,8 +317,11 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		t = now_ms() - t;
-		printf("inserted %ld rows in %.0f ms (%.0f rows/s, 50k per transaction) in %s\n",
-		       rows, t, (double)rows / (t / 1e3), dir);
+		printf("inserted %ld rows and %lld completions in %.0f ms (%.0f links/s, 50k rows"
+		       " per transaction) in %s\n", rows, (long long)(links_for(rows) - rows), t,
+		       (double)links_for(rows) / (t / 1e3), dir);
+		if ((rc = store_audit_last(st, &have, head)) != 0)
+			goto out;
 	}
 	last = t0 + (rows - 1) * 1000;
 
@@ -289,9 +344,25 @@ int main(int argc, char **argv)
 	rc = rc ?: timed(st, "action deny + host", &f);
 	audit_filter_init(&f);
 	f.status = 503;
-	rc = rc ?: timed(st, "status 503", &f);
+	rc = rc ?: timed(st, "status 503 (from completions)", &f);
 	f.action = STORE_AUDIT_ALLOW;
 	rc = rc ?: timed(st, "status 503 + allow", &f);
+	audit_filter_init(&f);
+	f.status = 200;
+	rc = rc ?: timed(st, "status 200 (common)", &f);
+	f.host = "api7.example.com";
+	rc = rc ?: timed(st, "status 200 + host", &f);
+	audit_filter_init(&f);
+	f.status = 403;
+	rc = rc ?: timed(st, "status 403 (denied, no completion)", &f);
+	audit_filter_init(&f);
+	f.status = 0;
+	rc = rc ?: timed(st, "status 0 (never completed)", &f);
+	f.before_id = have / 2;
+	rc = rc ?: timed(st, "status 0, cursor at mid-log", &f);
+	audit_filter_init(&f);
+	f.status = 504;
+	rc = rc ?: timed(st, "status 504 (matches none)", &f);
 	audit_filter_init(&f);
 	f.external_user_id = "user4242@example.com";
 	rc = rc ?: timed(st, "external_user_id", &f);
@@ -311,7 +382,7 @@ int main(int argc, char **argv)
 	rc = rc ?: timed(st, "since 5m + host + status 503", &f);
 	audit_filter_init(&f);
 	f.since_us = last - 5 * 60 * 1000000LL;
-	f.before_id = rows - 1000;
+	f.before_id = have - 2000; /* ~1000 rows back */
 	rc = rc ?: timed(st, "since 5m, cursor 1000 back", &f);
 	audit_filter_init(&f);
 	f.since_us = last - 24 * 3600 * 1000000LL;
@@ -341,10 +412,10 @@ int main(int argc, char **argv)
 	rc = rc ?: timed(st, "window 25% ending mid-log + host", &f);
 	audit_filter_init(&f);
 	f.sandbox_id = "sbx_000000000000000000000042";
-	f.before_id = rows / 2;
+	f.before_id = have / 2;
 	rc = rc ?: timed(st, "sandbox, cursor at mid-log", &f);
 	audit_filter_init(&f);
-	f.before_id = rows / 2;
+	f.before_id = have / 2;
 	rc = rc ?: timed(st, "cursor at mid-log", &f);
 	if (rc == 0) {
 		char wdir[300];

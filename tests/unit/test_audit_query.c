@@ -2,15 +2,19 @@
  * Unit tests for the plans of store_audit_query() (store_sqlite_audit.c): a
  * page must not depend on the plan the filter chose (time window counted
  * small or large, id walk on the narrow index, an equality index forced by
- * its count).  80 000 rows, whose times are not monotonic in id, are queried
- * with filter combinations on both sides of each threshold, three pages
- * deep through the cursor, and every page is compared with a brute-force
- * scan that uses audit_filter_match().
+ * its count, the merged status read through both status indexes).  80 000
+ * rows, whose times are not monotonic in id, most of them completed by a
+ * completion that comes one to four rows later (so ids of rows and
+ * completions interleave), are queried with filter combinations on both
+ * sides of each threshold, three pages deep through the cursor, and every
+ * page is compared with a brute-force scan of the merged rows that uses
+ * audit_filter_match().
  */
 #include <errno.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,15 +35,22 @@ struct fx {
 	char root[64];
 	struct store *st;
 	struct store_audit_row row; /* scratch for make_row() */
+	int64_t row_id[ROWS];       /* row i's id */
+	int64_t comp_id[ROWS];      /* its completion's id; 0: never completed */
 	char err[512];
 };
 
 
-/* Row i's filterable fields (the rest of r stays as it was).  Time goes up
- * 1 ms per row, but every 97th row is 20 s early (a clock step). */
+/* Row i's filterable fields as written (the rest of r stays as it was).
+ * Time goes up 1 ms per row, but every 97th row is 20 s early (a clock
+ * step).  Denied rows carry their status (403); an allowed row is written
+ * with 0, or 502 for every 37th (a status its completion then replaces,
+ * so the rows' status index holds rows whose merged status differs). */
 static void make_row(struct store_audit_row *r, int64_t i)
 {
-	r->id = i + 1;
+	r->id = 0;
+	r->completion_id = 0;
+	r->bytes_up = r->bytes_down = r->duration_us = 0;
 	r->time_us = T0 + i * 1000 - (i % 97 == 0 ? 20000000 : 0);
 	snprintf(r->tenant_id, sizeof(r->tenant_id), "tenant%d", (int)(i % 3));
 	snprintf(r->sandbox_id, sizeof(r->sandbox_id), "sbx_%d", (int)(i % 7));
@@ -53,9 +64,41 @@ static void make_row(struct store_audit_row *r, int64_t i)
 	else
 		snprintf(r->external_workspace_id, sizeof(r->external_workspace_id), "w%d",
 			 (int)(i % 17));
-	r->status = i % 29 == 0 ? 503 : i % 5 == 0 ? 403 : 200;
+	r->status = i % 5 == 0 ? 403 : i % 37 == 0 ? 502 : 0;
 	r->action = i % 31 == 0 ? STORE_AUDIT_ERROR : i % 5 == 0 ? STORE_AUDIT_DENY
 								  : STORE_AUDIT_ALLOW;
+}
+
+/* Whether row i gets a completion (denied rows and every 23rd do not: the
+ * latter stay at status 0, "never completed"), and its status. */
+static bool completed(int64_t i)
+{
+	return i % 5 != 0 && i % 23 != 0;
+}
+
+static void make_completion(struct store_audit_completion *c, int64_t i)
+{
+	memset(c, 0, sizeof(*c));
+	c->time_us = T0 + i * 1000 + 500;
+	c->status = i % 29 == 0 ? 503 : i % 111 == 0 ? 502 : 200;
+	c->bytes_up = i;
+	c->bytes_down = 2 * i;
+	c->duration_us = 1000 + i % 7;
+}
+
+/* Row i as a query shows it: merged with its completion. */
+static void merged_row(struct fx *f, int64_t i)
+{
+	make_row(&f->row, i);
+	f->row.id = f->row_id[i];
+	if (f->comp_id[i]) {
+		struct store_audit_completion c;
+
+		make_completion(&c, i);
+		c.id = f->comp_id[i];
+		c.request_id = f->row_id[i];
+		audit_row_merge(&f->row, &c);
+	}
 }
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -80,11 +123,26 @@ static int group_setup(void **state)
 	r->scheme = STORE_AUDIT_HTTPS;
 	strcpy(r->method, "GET");
 	strcpy(r->path, "/");
-	/* The chain is not under test here: any 32 bytes do. */
-	for (int64_t i = 0; i < ROWS; i++) {
-		make_row(r, i);
-		if (store_audit_insert(f->st, r) != 0)
-			return -1;
+	/* The chain is not under test here: any 32 bytes do.  Row i's
+	 * completion comes after row i + i % 4 (ids interleave). */
+	for (int64_t i = 0, id = 1, next_c = 0; i < ROWS || next_c < ROWS; i++) {
+		if (i < ROWS) {
+			make_row(r, i);
+			r->id = f->row_id[i] = id++;
+			if (store_audit_insert(f->st, r) != 0)
+				return -1;
+		}
+		for (; next_c < ROWS && (next_c + next_c % 4 <= i || i >= ROWS); next_c++) {
+			struct store_audit_completion c;
+
+			if (!completed(next_c))
+				continue;
+			make_completion(&c, next_c);
+			c.request_id = f->row_id[next_c];
+			c.id = f->comp_id[next_c] = id++;
+			if (store_audit_completion_insert(f->st, &c) != 0)
+				return -1;
+		}
 	}
 	if (store_commit(f->st) != 0)
 		return -1;
@@ -102,26 +160,26 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* The ids of the newest matching rows below before_id (0 = none), at most n. */
+/* The newest matching merged rows below before_id (0 = none), at most n. */
 static size_t expect(struct fx *f, const struct store_audit_filter *flt, int64_t before_id,
-		     int64_t *ids, size_t n)
+		     struct store_audit_row *want, size_t n)
 {
 	size_t k = 0;
 
 	for (int64_t i = ROWS - 1; i >= 0 && k < n; i--) {
-		make_row(&f->row, i);
+		merged_row(f, i);
 		if (before_id && f->row.id >= before_id)
 			continue;
 		if (audit_filter_match(flt, &f->row))
-			ids[k++] = f->row.id;
+			want[k++] = f->row;
 	}
 	return k;
 }
 
 static void check_filter(struct fx *f, const struct store_audit_filter *flt, const char *what)
 {
+	static struct store_audit_row want[PAGE];
 	struct store_audit_filter page = *flt;
-	int64_t want[PAGE];
 
 	for (int p = 0; p < PAGES; p++) {
 		struct store_audit_row *rows = NULL;
@@ -132,13 +190,19 @@ static void check_filter(struct fx *f, const struct store_audit_filter *flt, con
 		if (n != k)
 			fail_msg("%s, page %d: %zu rows, expected %zu", what, p, n, k);
 		for (size_t i = 0; i < n; i++)
-			if (rows[i].id != want[i])
-				fail_msg("%s, page %d, row %zu: id %lld, expected %lld", what, p, i,
-					 (long long)rows[i].id, (long long)want[i]);
+			if (rows[i].id != want[i].id || rows[i].status != want[i].status ||
+			    rows[i].completion_id != want[i].completion_id ||
+			    rows[i].bytes_down != want[i].bytes_down ||
+			    rows[i].duration_us != want[i].duration_us)
+				fail_msg("%s, page %d, row %zu: id %lld status %u completion %lld,"
+					 " expected id %lld status %u completion %lld", what, p, i,
+					 (long long)rows[i].id, rows[i].status,
+					 (long long)rows[i].completion_id, (long long)want[i].id,
+					 want[i].status, (long long)want[i].completion_id);
 		free(rows);
 		if (!next)
 			break;
-		assert_int_equal(next, want[PAGE - 1]);
+		assert_int_equal(next, want[PAGE - 1].id);
 		page.before_id = next;
 	}
 }
@@ -173,6 +237,11 @@ static void test_time_windows_match_a_scan_whatever_the_plan(void **state)
 		flt.action = STORE_AUDIT_DENY;
 		check_filter(f, &flt, w[i].what);
 		flt.status = 503;
+		check_filter(f, &flt, w[i].what);
+		flt.host = NULL;
+		flt.action = -1;
+		check_filter(f, &flt, w[i].what); /* the merged status alone */
+		flt.status = 0;                   /* never completed */
 		check_filter(f, &flt, w[i].what);
 	}
 }
@@ -210,6 +279,34 @@ static void test_equality_combinations_match_a_scan_whatever_the_index(void **st
 	flt.since_us = T0 + MS(10000);
 	flt.until_us = T0 + MS(75000);
 	check_filter(f, &flt, "host + sandbox in a large window");
+	audit_filter_init(&flt);
+	flt.status = 503;                         /* completions only, rare */
+	check_filter(f, &flt, "status 503");
+	flt.before_id = 50000;
+	check_filter(f, &flt, "status 503, cursor");
+	audit_filter_init(&flt);
+	flt.status = 502;                         /* rows written 502, most completed 200 */
+	check_filter(f, &flt, "status 502");
+	flt.host = "h2.example.com";
+	check_filter(f, &flt, "status 502 + host");
+	audit_filter_init(&flt);
+	flt.status = 200;                         /* common: the id walk */
+	check_filter(f, &flt, "status 200");
+	flt.sandbox_id = "sbx_3";
+	flt.external_workspace_id = "w5";
+	check_filter(f, &flt, "status 200 + sandbox + workspace");
+	audit_filter_init(&flt);
+	flt.status = 403;                         /* denied rows, never completed */
+	flt.tenant_id = "tenant2";
+	check_filter(f, &flt, "status 403 + tenant");
+	audit_filter_init(&flt);
+	flt.status = 0;                           /* completion never came */
+	check_filter(f, &flt, "status 0");
+	flt.action = STORE_AUDIT_ERROR;
+	check_filter(f, &flt, "status 0 + error");
+	audit_filter_init(&flt);
+	flt.status = 404;                         /* nobody */
+	check_filter(f, &flt, "status 404 (empty)");
 	audit_filter_init(&flt);
 	flt.host = "nohost.example.com";
 	flt.status = 200;
