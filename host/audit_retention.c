@@ -85,7 +85,7 @@ static void *ar_main(void *arg)
 		uint64_t pruned = 0;
 		int r;
 
-		/* A pass: transactions of at most batch rows, paced, until a
+		/* A pass: transactions of at most batch links, paced, until a
 		 * short one says nothing more is due. */
 		for (;;) {
 			pthread_mutex_unlock(&p->mu);

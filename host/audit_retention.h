@@ -1,24 +1,28 @@
 /*
  * audit_retention — pruning of the audit log by age and row count (issue 6).
  *
- * What goes: the oldest rows only, a prefix of the ids, so what remains
- * still forms one chain; the store keeps the anchor (id and row_hash of the
- * newest pruned row) and audit_verify() starts from it and reports how many
- * rows were pruned (store.h, migration 7).  A row goes when it is older than
- * days (by its time_us) or when more than max_rows rows remain; pruning stops
- * at the first old row that is neither, so a row with a later time_us than
- * its successors (a clock step) holds back the age limit until the count
- * limit or its own age takes it.  0 for either limit means "no limit"; both
- * 0 = keep forever (the default).
+ * What goes: the oldest links of the hash chain only (rows and their
+ * completions, a prefix of their one id sequence), so what remains still
+ * forms one chain; the store keeps the anchor (id and hash of the newest
+ * pruned link) and audit_verify() starts from it and reports how many
+ * links were pruned (store.h, migration 7).  A row goes when it is older
+ * than days (by its time_us) or when more than max_rows rows remain (rows
+ * are requests: completions do not count); a completion when it is older
+ * than days or its row went.  Pruning stops at the first link that is
+ * neither, so a row with a later time_us than its successors (a clock step)
+ * or the completion of a kept row holds back the age limit until the count
+ * limit or its own age takes it; a completion of a pruned row that comes
+ * after a kept row stays until its turn (queries never show it).  0 for
+ * either limit means "no limit"; both 0 = keep forever (the default).
  *
- * Never stalls the writer: one transaction deletes at most batch rows, and
+ * Never stalls the writer: one transaction deletes at most batch links, and
  * the pruner thread waits AUDIT_PRUNE_PACE_MS between transactions, so the
  * audit writer (its own connection, BEGIN IMMEDIATE with a busy timeout)
  * waits at most one short delete before its next commit.
  *
  * Threads: audit_prune() on the caller's store handle (blocking; not the
  * event loop).  The pruner is one thread with its own store handle; its
- * report callback runs on that thread after each pass that pruned rows or
+ * report callback runs on that thread after each pass that pruned links or
  * failed, and must be quick.  Errors: count / negative errno.
  */
 #ifndef MIOSA_AUDIT_RETENTION_H
@@ -29,7 +33,7 @@
 
 #include "store.h"
 
-#define AUDIT_PRUNE_BATCH_DEFAULT 1000    /* rows per transaction */
+#define AUDIT_PRUNE_BATCH_DEFAULT 1000    /* links per transaction */
 #define AUDIT_PRUNE_BATCH_MAX 100000
 #define AUDIT_PRUNE_INTERVAL_MS_DEFAULT 60000
 #define AUDIT_PRUNE_PACE_MS 10            /* between two transactions of a pass */
@@ -41,7 +45,7 @@ struct audit_retention {
 };
 
 /*
- * One transaction: delete at most batch of the oldest rows that policy no
+ * One transaction: delete at most batch of the oldest links that policy no
  * longer keeps at now_us, move the anchor.  Returns the count deleted (0 =
  * nothing to prune).  The store's message says why on failure.
  */
@@ -52,15 +56,15 @@ int audit_prune(struct store *st, const struct audit_retention *policy, int64_t 
 struct audit_pruner;
 
 /* After a pass (transactions until nothing was left to prune, or a failure):
- * status 0 and the rows it pruned, or the negative errno and the store's
- * message (never a row's content). */
+ * status 0 and the links it pruned (rows and completions), or the negative
+ * errno and the store's message (never a row's content). */
 typedef void (*audit_pruner_report_fn)(void *userdata, int status, uint64_t pruned,
 				       const char *errmsg);
 
 struct audit_pruner_opts {
 	struct audit_retention policy;
 	int interval_ms;      /* between passes; 0 = AUDIT_PRUNE_INTERVAL_MS_DEFAULT */
-	size_t batch;         /* rows per transaction; 0 = AUDIT_PRUNE_BATCH_DEFAULT */
+	size_t batch;         /* links per transaction; 0 = AUDIT_PRUNE_BATCH_DEFAULT */
 	audit_pruner_report_fn report;  /* may be NULL */
 	void *userdata;
 };

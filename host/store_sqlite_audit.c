@@ -172,12 +172,15 @@ static const char *const au_where_walk[] = {
  * completions with that status and of the rows written with it (both
  * indexes, at most 2 * AQ_EQ_PROBE ids) and au_where[AQ_STATUS] keeps the
  * rows whose merged status matches; it is taken even for status alone,
- * which the planner could only answer by walking every row.
+ * which the planner could only answer by walking every row.  NOT INDEXED
+ * keeps the planner on those ids (rowid lookups, newest first, no sort):
+ * with another equality filter it would walk that filter's index instead
+ * (status 503 + allow: 6 ms, 0.4 ms through the ids).
  */
 #define AQ_EQ_PROBE 8192
 #define AQ_HEAD_BY(index) "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r INDEXED BY " \
 	index AQ_JOIN " WHERE 1"
-#define AQ_HEAD_STATUS "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r" AQ_JOIN \
+#define AQ_HEAD_STATUS "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r NOT INDEXED" AQ_JOIN \
 	" WHERE r.id IN (SELECT request_id FROM audit_completions" \
 	" INDEXED BY audit_completions_by_status WHERE status = ?8" \
 	" UNION ALL SELECT id FROM audit_rows INDEXED BY audit_rows_by_status WHERE status = ?8)"
