@@ -807,7 +807,8 @@ static int au_pick_index(struct store *st, const struct store_audit_filter *f, c
 int store_audit_query(struct store *st, const struct store_audit_filter *f, size_t max,
 		      struct store_audit_row **ret_rows, size_t *ret_n)
 {
-	/* Head + every fragment + tail: the longest statement this builds. */
+	/* Any head + every fragment (each < 48 bytes) + any tail fits: the sum
+	 * of the three longest heads and the longer tail bounds them all. */
 	char sql[sizeof(AQ_HEAD_TIME AQ_HEAD_IDWALK AQ_HEAD_STATUS AQ_TAIL_TIME) + 10 * 48];
 	const bool on[] = {
 		[AQ_SINCE] = f->since_us != 0, [AQ_UNTIL] = f->until_us != 0,
