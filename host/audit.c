@@ -1398,22 +1398,32 @@ static int audit__walk_peek(struct store *st, struct audit__walk *k, int64_t *re
 	return 0;
 }
 
-int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
-		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES])
+int audit_verify_chain(struct store *st, struct audit_verify_result *ret)
 {
 	uint8_t prev[STORE_AUDIT_HASH_BYTES] = { 0 }, h[STORE_AUDIT_HASH_BYTES];
 	struct audit__walk rows = { .completions = false }, comps = { .completions = true };
 	uint64_t checked = 0;
-	int64_t bad = 0;
+	int64_t last = 0, bad = 0, anchor = 0;
 	int r;
 
-	if (!st || !ret_bad_id)
+	if (!st || !ret)
 		return -EINVAL;
 	if ((r = store_begin_read(st)) != 0)
 		return r;
-	/* Merge the two id-ordered tables back into the one chain. */
-	while (!bad) {
-		int64_t rid, cid;
+	/* Pruned log: the chain of what remains starts at the anchor, on both
+	 * sides (pruning removes a prefix of the ids over both tables). */
+	r = store_audit_anchor(st, &anchor, prev);
+	if (r == -ENOENT) {
+		anchor = 0;
+		memset(prev, 0, sizeof(prev));
+		r = 0;
+	}
+	rows.after = comps.after = last = anchor;
+	/* Merge the two id-ordered tables back into the one chain, whose ids
+	 * are consecutive: a gap (a link deleted from either table) is
+	 * reported as the link after it. */
+	while (r == 0 && !bad) {
+		int64_t rid, cid, id;
 		const uint8_t *link_prev, *link_hash;
 
 		if ((r = audit__walk_peek(st, &rows, &rid)) != 0 ||
@@ -1425,21 +1435,26 @@ int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 			const struct store_audit_row *x = &rows.rows[rows.i++];
 
 			audit_row_hash(x, h);
+			id = x->id;
 			link_prev = x->prev_hash;
 			link_hash = x->row_hash;
 		} else {
 			const struct store_audit_completion *x = &comps.comps[comps.i++];
 
 			audit_completion_hash(x, h);
+			id = x->id;
 			link_prev = x->prev_hash;
 			link_hash = x->row_hash;
+			/* Its request may be pruned (request_id <= anchor): the
+			 * completion's own hash still covers request_id. */
 			if (x->request_id < 1 || x->request_id >= x->id)
 				bad = x->id;
 		}
-		if (sodium_memcmp(link_prev, prev, sizeof(prev)) != 0 ||
+		if (id != last + 1 || sodium_memcmp(link_prev, prev, sizeof(prev)) != 0 ||
 		    sodium_memcmp(link_hash, h, sizeof(h)) != 0)
-			bad = rid != 0 && (cid == 0 || rid < cid) ? rid : cid;
+			bad = id;
 		memcpy(prev, link_hash, sizeof(prev));
+		last = id;
 		checked++;
 	}
 	free(rows.rows);
@@ -1447,13 +1462,31 @@ int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 	store_rollback(st);
 	if (r != 0)
 		return r;
+	ret->checked = checked;
+	ret->pruned = (uint64_t)anchor;
+	ret->bad_id = bad;
+	memcpy(ret->head, prev, sizeof(prev));
+	return bad ? -EBADMSG : 0;
+}
+
+int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
+		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES])
+{
+	struct audit_verify_result v;
+	int r;
+
+	if (!ret_bad_id)
+		return -EINVAL;
+	r = audit_verify_chain(st, &v);
+	if (r != 0 && r != -EBADMSG)
+		return r;
 	if (ret_checked)
-		*ret_checked = checked;
-	if (bad) {
-		*ret_bad_id = bad;
-		return -EBADMSG;
+		*ret_checked = v.checked;
+	if (r == -EBADMSG) {
+		*ret_bad_id = v.bad_id;
+		return r;
 	}
 	if (ret_head)
-		memcpy(ret_head, prev, sizeof(prev));
+		memcpy(ret_head, v.head, sizeof(v.head));
 	return 0;
 }

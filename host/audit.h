@@ -260,13 +260,33 @@ char *audit_row_json(const struct store_audit_row *row);
 
 /*
  * Walk the chain from the first link, rows and completions in id order: 0
- * when every link points to the one before and its hash recomputes (and a
- * completion's request_id is an earlier id); -EBADMSG with *ret_bad_id =
- * the first link that does not (a row's or a completion's id).  ret_checked / ret_head (newest row_hash; zeros for an
- * empty log) may be NULL.
+ * when every link points to the one before (prev_hash, and id = the
+ * previous link's id + 1, whichever table either is in) and its hash
+ * recomputes (and a completion's request_id is an earlier id); -EBADMSG
+ * with *ret_bad_id = the first link that does not (a row's or a
+ * completion's id).  After pruning (audit_retention.h) the walk starts from
+ * the anchor: the first remaining link must link to it, so a changed anchor
+ * or a deleted oldest link is reported as that first link.  A kept
+ * completion whose request row was pruned is a valid link (its hash covers
+ * request_id).  The anchor itself is not protected: whoever can rewrite
+ * state.db can set it to match; compare the pruned count with what
+ * retention should have removed.  ret_checked / ret_head (newest link's
+ * hash; the anchor's after pruning everything; zeros for an empty log) may
+ * be NULL.
  */
 __attribute__((warn_unused_result))
 int audit_verify(struct store *st, int64_t *ret_bad_id, uint64_t *ret_checked,
 		 uint8_t ret_head[STORE_AUDIT_HASH_BYTES]);
+
+struct audit_verify_result {
+	uint64_t checked;      /* links walked, rows and completions (with the bad one) */
+	uint64_t pruned;       /* links pruned before the walk's start (anchor id) */
+	int64_t bad_id;        /* first link that does not link; 0 when intact */
+	uint8_t head[STORE_AUDIT_HASH_BYTES];
+};
+/* audit_verify() with the pruned count: 0 (intact) or -EBADMSG both fill
+ * *ret; any other error leaves it alone. */
+__attribute__((warn_unused_result))
+int audit_verify_chain(struct store *st, struct audit_verify_result *ret);
 
 #endif

@@ -105,6 +105,8 @@ struct broker_config {
 	unsigned upstream_idle_timeout;     /* seconds */
 	uint16_t guest_tcp_ports[BROKER_CONFIG_GUEST_PORTS_MAX]; /* besides 80, 443; sorted, unique */
 	size_t n_guest_tcp_ports;
+	unsigned audit_retention_days;  /* 0 = keep audit rows forever */
+	unsigned audit_max_rows;        /* 0 = no row limit */
 };
 
 __attribute__((warn_unused_result))

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "audit.h"
+#include "audit_retention.h"
 #include "broker_config.h"
 #include "control_api.h"
 #include "control_server.h"
@@ -53,6 +54,7 @@ struct broker {
 	struct guest_gateway *gateway;
 	struct audit_writer *audit;       /* the egress audit log (fail closed) */
 	struct policy_tally *tally;       /* observed hosts, written in batches */
+	struct audit_pruner *pruner;      /* audit retention; NULL: keep forever */
 	struct upstream_tls *upstream_tls; /* system trust store + --upstream-ca */
 	bool stopping;
 	bool abandoned;        /* shutdown gave up: workers may still run */
@@ -323,6 +325,24 @@ static int broker_start_signals(struct broker *b)
  * (each exec holds one until the command ends): the rest keep serving the
  * API and the gateway's own store lookups.
  */
+/* The pruner's report, on its thread (log.h is thread-safe). */
+static void broker_on_audit_pruned(void *userdata, int status, uint64_t pruned,
+				   const char *errmsg)
+{
+	struct log_line l;
+
+	(void)userdata;
+	if (!log_begin(&l, status < 0 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
+		       status < 0 ? "audit_prune_failed" : "audit_pruned"))
+		return;
+	log_uint(&l, "rows", pruned);
+	if (status < 0) {
+		log_errno(&l, status);
+		log_str(&l, "reason", errmsg);
+	}
+	log_end(&l);
+}
+
 /*
  * The egress data path's shared pieces, made before the gateway: the audit
  * writer thread (its own store handle) and the upstream TLS context (reads
@@ -339,6 +359,13 @@ static int broker_start_egress(struct broker *b)
 	 * cost 2 ms/request in bench/egress_bench.sh).  Rows that arrive while
 	 * a commit runs still share the next one: group commit without delay. */
 	struct audit_writer_opts ao = { .batch_ms = 0 };
+	/* Retention: a thread with its own connection, bounded transactions
+	 * (audit_retention.h); the loop never waits for it. */
+	struct audit_pruner_opts po = {
+		.policy = { .days = b->cfg.audit_retention_days,
+			    .max_rows = b->cfg.audit_max_rows },
+		.report = broker_on_audit_pruned,
+	};
 	char err[BROKER_ERR_MAX] = "";
 
 	if (audit_writer_open(b->cfg.state_dir, &ao, &b->audit, err, sizeof(err)) < 0)
@@ -349,6 +376,9 @@ static int broker_start_egress(struct broker *b)
 			      sizeof(err)) < 0)
 		return broker_fail("observed-host tally: %s", err);
 	control_api_set_tally(b->tally);
+	if ((b->cfg.audit_retention_days || b->cfg.audit_max_rows) &&
+	    audit_pruner_start(b->cfg.state_dir, &po, &b->pruner, err, sizeof(err)) < 0)
+		return broker_fail("audit retention: %s", err);
 	if (upstream_tls_new(&tc, &b->upstream_tls, err, sizeof(err)) < 0)
 		return broker_fail("upstream TLS: %s", err);
 	return 0;
@@ -457,6 +487,7 @@ static void broker_cleanup(struct broker *b)
 	/* After the loop drained: no stream or worker job uses them any more;
 	 * closing the writer commits the rows still queued. */
 	upstream_tls_free(b->upstream_tls);
+	audit_pruner_stop(b->pruner);
 	audit_writer_close(b->audit);
 	/* After every user of the tally is gone: its last flush saves what the
 	 * final requests recorded (a clean shutdown loses no observation). */

@@ -474,21 +474,22 @@ int capi_h_audit_export(struct capi_ctx *c)
 
 int capi_h_audit_verify(struct capi_ctx *c)
 {
-	uint8_t head[STORE_AUDIT_HASH_BYTES];
+	struct audit_verify_result v;
 	char hex[2 * STORE_AUDIT_HASH_BYTES + 1];
-	uint64_t checked = 0;
-	int64_t bad = 0;
 	int r;
 
-	r = audit_verify(c->api->store, &bad, &checked, head);
+	r = audit_verify_chain(c->api->store, &v);
 	if (r == -EBADMSG)
-		return capi_reply(c, 200, json_pack("{s:b, s:I, s:I}", "ok", 0, "first_bad_id",
-						    (json_int_t)bad, "rows", (json_int_t)checked));
+		return capi_reply(c, 200, json_pack("{s:b, s:I, s:I, s:I}", "ok", 0, "first_bad_id",
+						    (json_int_t)v.bad_id, "rows",
+						    (json_int_t)v.checked, "pruned",
+						    (json_int_t)v.pruned));
 	if (r != 0)
 		return capi_fail_errno(c, r, store_errmsg(c->api->store));
-	sodium_bin2hex(hex, sizeof(hex), head, sizeof(head));
-	return capi_reply(c, 200, json_pack("{s:b, s:I, s:s}", "ok", 1, "rows",
-					    (json_int_t)checked, "head", hex));
+	sodium_bin2hex(hex, sizeof(hex), v.head, sizeof(v.head));
+	return capi_reply(c, 200, json_pack("{s:b, s:I, s:I, s:s}", "ok", 1, "rows",
+					    (json_int_t)v.checked, "pruned", (json_int_t)v.pruned,
+					    "head", hex));
 }
 
 static const char *capi_tail_keep(char *dst, const char *src)

@@ -1643,8 +1643,12 @@ static int cl_audit_verify(struct cl *c, const struct cl_command *cmd, int argc,
 	} else {
 		printf("audit chain BROKEN: first bad row id %lld (%lld rows verified before it)\n",
 		       (long long)json_integer_value(json_object_get(ans, "first_bad_id")),
-		       (long long)json_integer_value(json_object_get(ans, "rows")));
+		       (long long)json_integer_value(json_object_get(ans, "rows")) - 1);
 	}
+	/* Retention: the walk started at the anchor of the pruned rows. */
+	if (!c->json && json_integer_value(json_object_get(ans, "pruned")) > 0)
+		printf("%lld older rows pruned by retention; the chain was checked from their anchor\n",
+		       (long long)json_integer_value(json_object_get(ans, "pruned")));
 	json_decref(ans);
 	return ex == CL_EXIT_OK && !ok ? CL_EXIT_FAIL : ex;
 }

@@ -462,8 +462,9 @@ int store_audit_insert(struct store *st, const struct store_audit_row *row);
  * taken or request_id is already completed. */
 __attribute__((warn_unused_result))
 int store_audit_completion_insert(struct store *st, const struct store_audit_completion *c);
-/* The newest chain link's (row or completion) id and row_hash; -ENOENT
- * when the log is empty. */
+/* The newest chain link's (row or completion) id and row_hash, or the prune
+ * anchor's when every link was pruned (the chain goes on from it); -ENOENT
+ * when the log never had a link. */
 __attribute__((warn_unused_result))
 int store_audit_last(struct store *st, int64_t *ret_id,
 		     uint8_t ret_hash[STORE_AUDIT_HASH_BYTES]);
@@ -482,5 +483,31 @@ int store_audit_list_after(struct store *st, int64_t after_id, size_t max,
 __attribute__((warn_unused_result))
 int store_audit_completions_after(struct store *st, int64_t after_id, size_t max,
 				  struct store_audit_completion **ret, size_t *ret_n);
+
+/*
+ * Retention (migration 7).  Pruning deletes the oldest links of the chain
+ * only (rows and completions alike, a prefix of the one id sequence, so
+ * the rest of the chain still links) and keeps the anchor: the id and hash
+ * of the newest pruned link, where the chain of the remaining links starts
+ * (the first one's prev_hash, id = anchor id + 1).  The anchor id is also
+ * the count of links ever pruned (ids start at 1).
+ *
+ * store_audit_prune(), inside the caller's write transaction: deletes the
+ * oldest links while each is a row older than before_us (0 = no age limit)
+ * or with more than keep_rows rows remaining (0 = no count limit; rows are
+ * requests, completions do not count), or a completion older than before_us
+ * or whose request row is pruned; at most max links, stopping at the first
+ * that is neither (a completion of a kept row stops it).  A completion
+ * after that point whose request row was pruned stays until its turn; a
+ * query never shows it (it reads rows and joins their completions).  Moves
+ * the anchor to the last deleted link.  Returns the count deleted (rows and
+ * completions; 0: nothing to do).
+ */
+__attribute__((warn_unused_result))
+int store_audit_prune(struct store *st, int64_t before_us, uint64_t keep_rows, size_t max);
+/* The anchor; -ENOENT when nothing was ever pruned. */
+__attribute__((warn_unused_result))
+int store_audit_anchor(struct store *st, int64_t *ret_id,
+		       uint8_t ret_hash[STORE_AUDIT_HASH_BYTES]);
 
 #endif

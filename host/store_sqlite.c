@@ -229,6 +229,22 @@ static const char *const st_migrations[] = {
 	"  prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),"
 	"  row_hash BLOB NOT NULL CHECK (length(row_hash) = 32)"
 	") STRICT;",
+	/* 7: audit retention (store_audit_prune) — the anchor: id and row_hash
+	 * of the newest pruned row, where the chain of what remains starts.
+	 * One row at most.  And a narrow (id, time_us) index: a time-only
+	 * query walks ids newest first checking time_us, and walking this
+	 * index reads ~20 bytes per row instead of the whole row.  And the
+	 * completions by (status, request_id): the merged status of a
+	 * completed request is its completion's, which a status query reads
+	 * through this index (store_sqlite_audit.c, AQ_HEAD_STATUS). */
+	"CREATE TABLE IF NOT EXISTS audit_anchor ("
+	"  one INTEGER PRIMARY KEY CHECK (one = 1),"
+	"  id INTEGER NOT NULL CHECK (id >= 1),"
+	"  row_hash BLOB NOT NULL CHECK (length(row_hash) = 32)"
+	") STRICT;"
+	"CREATE INDEX IF NOT EXISTS audit_rows_by_id_time ON audit_rows (id, time_us);"
+	"CREATE INDEX IF NOT EXISTS audit_completions_by_status"
+	"  ON audit_completions (status, request_id);",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 

@@ -1,20 +1,26 @@
 /*
  * store_sqlite_audit — audit rows (store.h, migration 5) and their
- * completions (migration 6) in the SQLite back end.
+ * completions (migration 6) and retention (migration 7: the prune anchor,
+ * the (id, time_us) index, the completions' status index) in the SQLite
+ * back end.
  *
- * The insert and the chain-walk statements are cached in the audit slots.
- * A query's WHERE clause is assembled from the constant fragments of
- * au_where[] (one per filter, each with its own fixed parameter number), so
- * every byte of SQL is still a constant of this file and every value is
- * bound; the statement is prepared per query because the planner must see
- * which filters are present to pick the index (an "?1 IS NULL OR col = ?1"
- * statement would scan the table).
+ * The insert, chain-walk, prune and count statements are cached in the
+ * audit slots.  A query's WHERE clause is assembled from the constant
+ * fragments of au_where[] (one per filter, each with its own fixed parameter
+ * number) after a constant head that may name the index to use, so every
+ * byte of SQL is still a constant of this file and every value is bound;
+ * the statement is prepared per query because the planner must see which
+ * filters are present to pick the index (an "?1 IS NULL OR col = ?1"
+ * statement would scan the table), and the head is chosen from covering
+ * counts (see AQ_SMALL_WINDOW and AQ_EQ_PROBE) because without STAT4 the
+ * planner cannot tell a rare value from a common one.
  *
  * Queries read merged rows: audit_rows LEFT JOIN audit_completions on the
  * completion's request_id (UNIQUE, so at most one), the completion's
- * status, bytes and duration taking the row's place.  Chain walks read the
- * two tables apart, as stored (store_audit_list_after(),
- * store_audit_completions_after()).
+ * status, bytes and duration taking the row's place; every plan's head
+ * keeps that join (alias r and c), so the status filter is always on the
+ * merged status.  Chain walks read the two tables apart, as stored
+ * (store_audit_list_after(), store_audit_completions_after()).
  */
 #include "store.h"
 
@@ -45,7 +51,14 @@ enum {
 	" prev_hash, row_hash"
 enum { CC_ID, CC_REQUEST, CC_TIME, CC_STATUS, CC_UP, CC_DOWN, CC_DURATION, CC_PREV, CC_HASH };
 
-enum au_stmt { AU_INSERT, AU_LAST, AU_LIST_AFTER, AU_COMP_INSERT, AU_COMP_AFTER, AU__COUNT };
+enum au_stmt {
+	AU_INSERT, AU_LAST, AU_LIST_AFTER, AU_COMP_INSERT, AU_COMP_AFTER, AU_TIME_PROBE,
+	AU_ANCHOR_GET, AU_PRUNE_WALK, AU_ROW_COUNT, AU_DELETE_UPTO, AU_DELETE_COMP_UPTO,
+	AU_ANCHOR_PUT,
+	AU_PROBE_TENANT, AU_PROBE_SANDBOX, AU_PROBE_HOST, AU_PROBE_EXT_USER, AU_PROBE_EXT_WS,
+	AU_PROBE_STATUS, AU_PROBE_ACTION,
+	AU__COUNT
+};
 _Static_assert((int)AU__COUNT <= (int)STORE_SQLITE_SLOTS_AUDIT_N, "audit statement slots");
 
 static const char *const au_sql[AU__COUNT] = {
@@ -64,6 +77,40 @@ static const char *const au_sql[AU__COUNT] = {
 		" ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[AU_COMP_AFTER] = "SELECT " COMPLETION_COLS " FROM audit_completions WHERE id > ?1"
 		" ORDER BY id LIMIT ?2",
+	/* Rows of a time window (and below a cursor), counted up to ?4 on
+	 * the time index alone (covering: entries are (time_us, id)). */
+	[AU_TIME_PROBE] = "SELECT count(*) FROM (SELECT 1 FROM audit_rows"
+		" INDEXED BY audit_rows_by_time"
+		" WHERE time_us >= ?1 AND time_us < ?2 AND id < ?3 LIMIT ?4)",
+	[AU_ANCHOR_GET] = "SELECT id, row_hash FROM audit_anchor WHERE one = 1",
+	/* The oldest links of the chain, both tables merged in id order (each
+	 * side one step along its primary key); kind 0 = row, 1 = completion. */
+	[AU_PRUNE_WALK] = "SELECT id, time_us, row_hash, 0, 0 FROM audit_rows"
+		" UNION ALL SELECT id, time_us, row_hash, 1, request_id FROM audit_completions"
+		" ORDER BY 1 LIMIT ?1",
+	[AU_ROW_COUNT] = "SELECT count(*) FROM audit_rows",
+	[AU_DELETE_UPTO] = "DELETE FROM audit_rows WHERE id <= ?1",
+	[AU_DELETE_COMP_UPTO] = "DELETE FROM audit_completions WHERE id <= ?1",
+	[AU_ANCHOR_PUT] = "INSERT INTO audit_anchor (one, id, row_hash) VALUES (1, ?1, ?2)"
+		" ON CONFLICT (one) DO UPDATE SET id = excluded.id, row_hash = excluded.row_hash",
+	/* Rows of one equality filter, counted up to ?11 on its own index
+	 * (covering); parameter numbers are au_where[]'s, so au_bind_filter()
+	 * binds them (a statement may leave numbers unused). */
+#define AU_PROBE(col, param) "SELECT count(*) FROM (SELECT 1 FROM audit_rows WHERE " \
+	col " = " param " LIMIT ?11)"
+	[AU_PROBE_TENANT] = AU_PROBE("tenant_id", "?3"),
+	[AU_PROBE_SANDBOX] = AU_PROBE("sandbox_id", "?4"),
+	[AU_PROBE_HOST] = AU_PROBE("host", "?5"),
+	[AU_PROBE_EXT_USER] = AU_PROBE("external_user_id", "?6"),
+	[AU_PROBE_EXT_WS] = AU_PROBE("external_workspace_id", "?7"),
+	/* The merged status is the completion's or, without one, the row's:
+	 * an upper bound of its rows is the completions with it plus the rows
+	 * written with it (an allowed HTTP row is written with 0, so for any
+	 * other status the second term is mostly rows never completed). */
+	[AU_PROBE_STATUS] = "SELECT (SELECT count(*) FROM (SELECT 1 FROM audit_completions"
+		" WHERE status = ?8 LIMIT ?11)) + (" AU_PROBE("status", "?8") ")",
+	[AU_PROBE_ACTION] = AU_PROBE("action", "?9"),
+#undef AU_PROBE
 };
 
 static const char *const au_scheme_names[] = { "http", "https", "tcp" };
@@ -84,8 +131,72 @@ static const char *const au_where[] = {
 	[AQ_ACTION] = " AND r.action = ?9",
 	[AQ_BEFORE] = " AND r.id < ?10",
 };
-#define AQ_HEAD "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r" \
-	" LEFT JOIN audit_completions c ON c.request_id = r.id WHERE 1"
+#define AQ_JOIN " LEFT JOIN audit_completions c ON c.request_id = r.id"
+#define AQ_HEAD "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r" AQ_JOIN " WHERE 1"
+/* The time fragments for the id walks: '+' keeps the planner off the time
+ * index (it would read and sort the whole window). */
+static const char *const au_where_walk[] = {
+	[AQ_SINCE] = " AND +r.time_us >= ?1",
+	[AQ_UNTIL] = " AND +r.time_us < ?2",
+};
+/*
+ * Newest first is "walk id backwards until limit rows matched", which is
+ * what the planner picks for a time filter; it is fast when the window
+ * holds the newest rows and slow when it holds few or none of them (a
+ * window that matches nothing walked the whole table: 85-97 ms over 1 M
+ * rows).  Without STAT4 the planner cannot tell the two apart from bound
+ * values, so au_time_window_small() counts the window on the time index
+ * first (covering, capped at AQ_SMALL_WINDOW entries): a smaller window is
+ * read through that index, its ids top-k sorted in the subquery and only
+ * the page's rows fetched; a larger one is walked by id.  The subquery
+ * joins the completions too, for the merged status filter (SQLite drops
+ * the join when no filter reads c: request_id is UNIQUE).
+ */
+#define AQ_HEAD_TIME "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r" AQ_JOIN \
+	" WHERE r.id IN (SELECT r.id FROM audit_rows r INDEXED BY audit_rows_by_time" \
+	AQ_JOIN " WHERE 1"
+#define AQ_TAIL_TIME " ORDER BY r.id DESC LIMIT ?11) ORDER BY r.id DESC"
+/* A larger window with no other filter than the cursor: the id walk on the
+ * narrow (id, time_us) index, the page's rows fetched after. */
+#define AQ_HEAD_IDWALK "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r" AQ_JOIN \
+	" WHERE r.id IN (SELECT r.id FROM audit_rows r INDEXED BY audit_rows_by_id_time WHERE 1"
+#define AQ_SMALL_WINDOW 65536
+/*
+ * Equality filters: the planner picks one index and checks the other
+ * columns row by row, but it cannot know which value is rare (status 503
+ * vs action allow), and the wrong pick walks most of the table when the
+ * intersection is small (23-28 ms over 1 M rows).  au_pick_index() counts
+ * each filter on its index (capped at AQ_EQ_PROBE) and the query is forced
+ * onto the smallest; when every count reaches the cap the planner chooses.
+ * The merged status has no index of its own: its head reads the ids of the
+ * completions with that status and of the rows written with it (both
+ * indexes, at most 2 * AQ_EQ_PROBE ids) and au_where[AQ_STATUS] keeps the
+ * rows whose merged status matches; it is taken even for status alone,
+ * which the planner could only answer by walking every row.  NOT INDEXED
+ * keeps the planner on those ids (rowid lookups, newest first, no sort):
+ * with another equality filter it would walk that filter's index instead
+ * (status 503 + allow: 6 ms, 0.4 ms through the ids).
+ */
+#define AQ_EQ_PROBE 8192
+#define AQ_HEAD_BY(index) "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r INDEXED BY " \
+	index AQ_JOIN " WHERE 1"
+#define AQ_HEAD_STATUS "SELECT " AUDIT_MERGED_COLS " FROM audit_rows r NOT INDEXED" AQ_JOIN \
+	" WHERE r.id IN (SELECT request_id FROM audit_completions" \
+	" INDEXED BY audit_completions_by_status WHERE status = ?8" \
+	" UNION ALL SELECT id FROM audit_rows INDEXED BY audit_rows_by_status WHERE status = ?8)"
+static const struct {
+	int aq;
+	enum au_stmt probe;
+	const char *head;
+} au_eq[] = {
+	{ AQ_TENANT, AU_PROBE_TENANT, AQ_HEAD_BY("audit_rows_by_tenant") },
+	{ AQ_SANDBOX, AU_PROBE_SANDBOX, AQ_HEAD_BY("audit_rows_by_sandbox") },
+	{ AQ_HOST, AU_PROBE_HOST, AQ_HEAD_BY("audit_rows_by_host") },
+	{ AQ_EXT_USER, AU_PROBE_EXT_USER, AQ_HEAD_BY("audit_rows_by_external_user") },
+	{ AQ_EXT_WS, AU_PROBE_EXT_WS, AQ_HEAD_BY("audit_rows_by_external_workspace") },
+	{ AQ_STATUS, AU_PROBE_STATUS, AQ_HEAD_STATUS },
+	{ AQ_ACTION, AU_PROBE_ACTION, AQ_HEAD_BY("audit_rows_by_action") },
+};
 #define AQ_TAIL " ORDER BY r.id DESC LIMIT ?11"
 
 static int au_stmt(struct store *st, enum au_stmt id, sqlite3_stmt **ret_stmt)
@@ -307,28 +418,30 @@ int store_audit_insert(struct store *st, const struct store_audit_row *row)
 	return r;
 }
 
-int store_audit_last(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
+/* id and hash of the one row of a "SELECT id, hash" statement; -ENOENT if none. */
+static int au_id_hash(struct store *st, enum au_stmt id, const char *what, int64_t *ret_id,
+		      uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
 {
 	uint8_t hash[STORE_AUDIT_HASH_BYTES];
 	sqlite3_stmt *s = NULL;
-	int64_t id = 0;
+	int64_t v = 0;
 	int r;
 
-	if ((r = au_stmt(st, AU_LAST, &s)) != 0)
+	if ((r = au_stmt(st, id, &s)) != 0)
 		return r;
-	r = store_sqlite_step(st, s, "read last audit row");
+	r = store_sqlite_step(st, s, what);
 	if (r == 0)
 		r = -ENOENT;
 	if (r == 1) {
-		id = sqlite3_column_int64(s, 0);
+		v = sqlite3_column_int64(s, 0);
 		r = au_hash_col(s, 1, hash);
-		if (r != 0 || id < 1)
-			r = store_sqlite_failf(st, -EUCLEAN, "malformed last row in audit_rows");
+		if (r != 0 || v < 1)
+			r = store_sqlite_failf(st, -EUCLEAN, "%s: malformed row", what);
 	}
 	store_sqlite_done(s);
 	if (r < 0)
 		return r;
-	*ret_id = id;
+	*ret_id = v;
 	memcpy(ret_hash, hash, sizeof(hash));
 	return 0;
 }
@@ -421,6 +534,139 @@ out:
 	return r;
 }
 
+int store_audit_last(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
+{
+	int r = au_id_hash(st, AU_LAST, "read last audit link", ret_id, ret_hash);
+
+	/* Every link pruned: the next row or completion links to the anchor. */
+	if (r == -ENOENT)
+		r = au_id_hash(st, AU_ANCHOR_GET, "read audit anchor", ret_id, ret_hash);
+	return r;
+}
+
+int store_audit_anchor(struct store *st, int64_t *ret_id, uint8_t ret_hash[STORE_AUDIT_HASH_BYTES])
+{
+	return au_id_hash(st, AU_ANCHOR_GET, "read audit anchor", ret_id, ret_hash);
+}
+
+static int au_count_rows(struct store *st, int64_t *ret_n)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = au_stmt(st, AU_ROW_COUNT, &s)) != 0)
+		return r;
+	if ((r = store_sqlite_step(st, s, "count audit rows")) == 1) {
+		*ret_n = sqlite3_column_int64(s, 0);
+		r = 0;
+	} else if (r == 0) {
+		r = store_sqlite_failf(st, -EIO, "count audit rows: no answer");
+	}
+	store_sqlite_done(s);
+	return r;
+}
+
+/*
+ * The last id of the prunable prefix among the oldest max links (0: none)
+ * and its hash.  The prefix is one of the chain, rows and completions alike
+ * in id order, so what remains still links from the anchor.  A row goes
+ * when it is older than before_us or more than keep_rows rows (requests,
+ * what queries show) remain with it; a completion when it is older than
+ * before_us or its request row went (now or before: request_id <= the
+ * anchor).  A completion whose row goes but which is not in the prefix yet
+ * stays behind until its turn: queries read rows and join completions to
+ * them, so it is never shown, and verify checks it as a link.
+ */
+static int au_prune_upto(struct store *st, int64_t before_us, uint64_t keep_rows, size_t max,
+			 int64_t *ret_upto, uint8_t hash[STORE_AUDIT_HASH_BYTES])
+{
+	uint8_t anchor_hash[STORE_AUDIT_HASH_BYTES];
+	int64_t rows_left = 0, upto = 0, anchor = 0;
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	r = au_id_hash(st, AU_ANCHOR_GET, "read audit anchor", &anchor, anchor_hash);
+	if (r != 0 && r != -ENOENT)
+		return r;
+	if (keep_rows != 0 && (r = au_count_rows(st, &rows_left)) != 0)
+		return r;
+	if ((r = au_stmt(st, AU_PRUNE_WALK, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, (int64_t)max) != SQLITE_OK) {
+		store_sqlite_done(s);
+		return store_sqlite_failf(st, -EINVAL, "cannot bind audit prune walk");
+	}
+	while ((r = store_sqlite_step(st, s, "read oldest audit links")) == 1) {
+		int64_t id = sqlite3_column_int64(s, 0), t = sqlite3_column_int64(s, 1);
+		bool completion = sqlite3_column_int(s, 3) != 0;
+		int64_t request = sqlite3_column_int64(s, 4);
+		bool too_old = before_us != 0 && t < before_us;
+		bool too_many = completion ? request <= (upto ? upto : anchor)
+					   : keep_rows != 0 && (uint64_t)rows_left > keep_rows;
+
+		if (!too_old && !too_many)
+			break;
+		if ((r = au_hash_col(s, 2, hash)) != 0) {
+			r = store_sqlite_failf(st, -EUCLEAN, "malformed link %lld in the audit log",
+					       (long long)id);
+			break;
+		}
+		if (!completion)
+			rows_left--;
+		upto = id;
+	}
+	store_sqlite_done(s);
+	if (r < 0)
+		return r;
+	*ret_upto = upto;
+	return 0;
+}
+
+static int au_delete_upto(struct store *st, enum au_stmt id, int64_t upto, int *ret_deleted)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = au_stmt(st, id, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, upto) != SQLITE_OK)
+		r = store_sqlite_failf(st, -EINVAL, "cannot bind audit prune");
+	else
+		r = store_sqlite_run(st, s, "delete oldest audit links");
+	store_sqlite_done(s);
+	if (r == 0)
+		*ret_deleted += store_sqlite_changes(st);
+	return r;
+}
+
+int store_audit_prune(struct store *st, int64_t before_us, uint64_t keep_rows, size_t max)
+{
+	uint8_t hash[STORE_AUDIT_HASH_BYTES];
+	sqlite3_stmt *s = NULL;
+	int64_t upto = 0;
+	int r, deleted = 0;
+
+	if (max == 0 || max > INT32_MAX || before_us < 0)
+		return store_sqlite_failf(st, -EINVAL, "audit prune arguments out of range");
+	if (before_us == 0 && keep_rows == 0)
+		return 0;
+	if ((r = au_prune_upto(st, before_us, keep_rows, max, &upto, hash)) != 0)
+		return r;
+	if (upto == 0)
+		return 0;
+	if ((r = au_delete_upto(st, AU_DELETE_UPTO, upto, &deleted)) != 0 ||
+	    (r = au_delete_upto(st, AU_DELETE_COMP_UPTO, upto, &deleted)) != 0 ||
+	    (r = au_stmt(st, AU_ANCHOR_PUT, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, upto) != SQLITE_OK ||
+	    sqlite3_bind_blob(s, 2, hash, sizeof(hash), SQLITE_STATIC) != SQLITE_OK)
+		r = store_sqlite_failf(st, -EINVAL, "cannot bind audit anchor");
+	else
+		r = store_sqlite_run(st, s, "move audit anchor");
+	store_sqlite_done(s);
+	return r != 0 ? r : deleted;
+}
+
 /* Step s to the end (or max rows) into a malloc'd array. */
 static int au_collect(struct store *st, sqlite3_stmt *s, size_t max,
 		      struct store_audit_row **ret_rows, size_t *ret_n)
@@ -493,11 +739,77 @@ static int au_bind_filter(sqlite3_stmt *s, const struct store_audit_filter *f, s
 	return rc == SQLITE_OK ? 0 : -EINVAL;
 }
 
+/* 1 when f's time window (below its cursor) holds < AQ_SMALL_WINDOW rows. */
+static int au_time_window_small(struct store *st, const struct store_audit_filter *f)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = au_stmt(st, AU_TIME_PROBE, &s)) != 0)
+		return r;
+	if (sqlite3_bind_int64(s, 1, f->since_us ? f->since_us : INT64_MIN) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, f->until_us ? f->until_us : INT64_MAX) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, f->before_id ? f->before_id : INT64_MAX) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 4, AQ_SMALL_WINDOW) != SQLITE_OK)
+		r = store_sqlite_failf(st, -EINVAL, "cannot bind audit time probe");
+	else if ((r = store_sqlite_step(st, s, "count audit time window")) == 1)
+		r = sqlite3_column_int64(s, 0) < AQ_SMALL_WINDOW;
+	else if (r == 0)
+		r = store_sqlite_failf(st, -EIO, "count audit time window: no answer");
+	store_sqlite_done(s);
+	return r;
+}
+
+/* The head forcing the index of the most selective equality filter, or
+ * NULL (fewer than two and no status, or all of them common). */
+static int au_pick_index(struct store *st, const struct store_audit_filter *f, const bool *on,
+			 const char **ret_head)
+{
+	const char *best = NULL;
+	int64_t best_n = AQ_EQ_PROBE;
+	size_t present = 0;
+
+	for (size_t i = 0; i < sizeof(au_eq) / sizeof(au_eq[0]); i++)
+		present += on[au_eq[i].aq];
+	/* One filter has its own index, which the planner takes; the merged
+	 * status has none. */
+	if (present < 2 && !on[AQ_STATUS]) {
+		*ret_head = NULL;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(au_eq) / sizeof(au_eq[0]); i++) {
+		sqlite3_stmt *s = NULL;
+		int64_t n = 0;
+		int r;
+
+		if (!on[au_eq[i].aq])
+			continue;
+		if ((r = au_stmt(st, au_eq[i].probe, &s)) != 0)
+			return r;
+		if (au_bind_filter(s, f, AQ_EQ_PROBE) != 0)
+			r = store_sqlite_failf(st, -EINVAL, "cannot bind audit filter probe");
+		else if ((r = store_sqlite_step(st, s, "count audit filter")) == 1)
+			n = sqlite3_column_int64(s, 0);
+		else if (r == 0)
+			r = store_sqlite_failf(st, -EIO, "count audit filter: no answer");
+		store_sqlite_done(s);
+		if (r < 0)
+			return r;
+		if (n < best_n) {
+			best_n = n;
+			best = au_eq[i].head;
+		}
+	}
+	*ret_head = best;
+	return 0;
+}
+
 int store_audit_query(struct store *st, const struct store_audit_filter *f, size_t max,
 		      struct store_audit_row **ret_rows, size_t *ret_n)
 {
-	/* Head + every fragment + tail: the longest statement this builds. */
-	char sql[sizeof(AQ_HEAD AQ_TAIL) + 10 * 48];
+	/* Any head + every fragment (each < 48 bytes) + any tail fits: the sum
+	 * of the three longest heads and the longer tail bounds them all. */
+	char sql[sizeof(AQ_HEAD_TIME AQ_HEAD_IDWALK AQ_HEAD_STATUS AQ_TAIL_TIME) + 10 * 48];
 	const bool on[] = {
 		[AQ_SINCE] = f->since_us != 0, [AQ_UNTIL] = f->until_us != 0,
 		[AQ_TENANT] = f->tenant_id, [AQ_SANDBOX] = f->sandbox_id, [AQ_HOST] = f->host,
@@ -506,6 +818,8 @@ int store_audit_query(struct store *st, const struct store_audit_filter *f, size
 		[AQ_BEFORE] = f->before_id != 0,
 	};
 	sqlite3_stmt *any = NULL, *s = NULL;
+	const char *head = AQ_HEAD, *tail = AQ_TAIL, *frag;
+	bool walk = true, forced = false;
 	size_t off;
 	int rc, r;
 
@@ -515,18 +829,42 @@ int store_audit_query(struct store *st, const struct store_audit_filter *f, size
 	 * store_sqlite_internal.h hands out statements, not the handle). */
 	if ((r = au_stmt(st, AU_LAST, &any)) != 0)
 		return r;
-	memcpy(sql, AQ_HEAD, sizeof(AQ_HEAD) - 1);
-	off = sizeof(AQ_HEAD) - 1;
+	if (f->since_us || f->until_us) {
+		if ((r = au_time_window_small(st, f)) < 0)
+			return r;
+		if (r == 1) {
+			head = AQ_HEAD_TIME;
+			tail = AQ_TAIL_TIME;
+			walk = false;
+		} else if (!on[AQ_TENANT] && !on[AQ_SANDBOX] && !on[AQ_HOST] &&
+			   !on[AQ_EXT_USER] && !on[AQ_EXT_WS] && !on[AQ_STATUS] &&
+			   !on[AQ_ACTION]) {
+			head = AQ_HEAD_IDWALK;
+			tail = AQ_TAIL_TIME;
+			forced = true;
+		}
+	}
+	if (walk && !forced) {
+		const char *by = NULL;
+
+		if ((r = au_pick_index(st, f, on, &by)) != 0)
+			return r;
+		if (by)
+			head = by;
+	}
+	off = strlen(head);
+	memcpy(sql, head, off);
 	for (size_t i = AQ_SINCE; i <= AQ_BEFORE; i++) {
 		size_t len;
 
 		if (!on[i])
 			continue;
-		len = strlen(au_where[i]);
-		memcpy(sql + off, au_where[i], len);
+		frag = walk && i <= AQ_UNTIL ? au_where_walk[i] : au_where[i];
+		len = strlen(frag);
+		memcpy(sql + off, frag, len);
 		off += len;
 	}
-	memcpy(sql + off, AQ_TAIL, sizeof(AQ_TAIL));
+	memcpy(sql + off, tail, strlen(tail) + 1);
 	rc = sqlite3_prepare_v2(sqlite3_db_handle(any), sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return store_sqlite_fail(st, rc, "prepare audit query");

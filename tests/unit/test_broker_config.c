@@ -355,6 +355,20 @@ static void test_numbers_are_strict_and_ranged(void **state)
 	assert_int_equal(PARSE(&cfg, err, "--max-connections", "65536", "--idle-timeout", "86400"), 0);
 	assert_int_equal(cfg.max_connections, 65536);
 	broker_config_free(&cfg);
+	/* Audit retention: 0 (the default) keeps forever. */
+	assert_int_equal(PARSE(&cfg, err, "--idle-timeout", "5"), 0);
+	assert_int_equal(cfg.audit_retention_days, 0);
+	assert_int_equal(cfg.audit_max_rows, 0);
+	broker_config_free(&cfg);
+	assert_int_equal(PARSE(&cfg, err, "--audit-retention-days", "90", "--audit-max-rows",
+			       "4000000000"), 0);
+	assert_int_equal(cfg.audit_retention_days, 90);
+	assert_int_equal(cfg.audit_max_rows, 4000000000u);
+	broker_config_free(&cfg);
+	assert_flag_error(PARSE(&cfg, err, "--audit-retention-days", "36501"), err,
+			  "out of range 0..36500");
+	assert_flag_error(PARSE(&cfg, err, "--audit-max-rows", "4000000001"), err,
+			  "out of range 0..4000000000");
 }
 
 static void test_log_level_takes_the_four_names_only(void **state)
@@ -457,13 +471,17 @@ static void test_flags_override_the_file(void **state)
 				  "log-level = error\n"
 				  "connect-to = a:1:b:2\n"
 				  "connect-to = c:1:d:2\n"
-				  "worker-threads = 8\n");
+				  "worker-threads = 8\n"
+				  "audit-retention-days = 30\n"
+				  "audit-max-rows = 1000\n");
 
 	(void)state;
 	/* Flags before or after --config: position does not matter. */
 	assert_int_equal(PARSE(&cfg, err, "--log-level", "debug", "--config", path,
-			       "--connect-to", "x:1:y:2"), 0);
+			       "--connect-to", "x:1:y:2", "--audit-max-rows", "500"), 0);
 	assert_string_equal(cfg.state_dir, "/from-file");
+	assert_int_equal(cfg.audit_retention_days, 30);
+	assert_int_equal(cfg.audit_max_rows, 500);
 	assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(cfg.worker_threads, 8);
 	/* A repeatable option given as flags replaces the file's list. */
