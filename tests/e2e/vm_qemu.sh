@@ -1,6 +1,7 @@
 # A QEMU guest for the e2e test and the demo (bash or POSIX sh; sourced).
 #
-#   vm_build OUT          vm-images/build-initramfs OUT (agent from $MIOSA_BUILD)
+#   vm_build OUT [OPTION...]
+#                         vm-images/build-initramfs [OPTION...] OUT (agent from $MIOSA_BUILD)
 #   vm_start OUT DIR UDS CID
 #                         miosa-vsock on DIR/vhost.sock (guest port P -> UDS_P),
 #                         then QEMU under TCG booting OUT/vmlinuz + initramfs;
@@ -19,7 +20,9 @@ VM_VSOCK_PID=
 VM_QEMU_RC=
 
 vm_build() {
-	MIOSA_BUILD="$MIOSA_BUILD" "$MIOSA_SRC/vm-images/build-initramfs" "$1"
+	_out=$1
+	shift
+	(cd "$MIOSA_SRC" && MIOSA_BUILD="$MIOSA_BUILD" vm-images/build-initramfs "$@" "$_out")
 }
 
 vm_start() {

@@ -2,7 +2,7 @@
 # The seeds' walkthrough in a real VM: QEMU (TCG) boots the Debian kernel and
 # the initramfs vm-images/build-initramfs makes (miosa-init as /init), vsock
 # goes through miosa-vsock (vhost-user-vsock-pci) to the broker's hybrid
-# socket, and unchanged curl in the guest calls local HTTPS stand-ins for
+# socket, and unchanged curl (and python requests) in the guest call local HTTPS stand-ins for
 # api.openai.com and api.github.com:
 #   placeholder env in the guest -> the real key is seen only upstream ->
 #   live audit tail -> lockdown to the two hosts -> a third host gets 403
@@ -45,7 +45,7 @@ GITHUB_V="gho_e2e$(rand_hex 12)"
 
 # --- image, upstream stand-ins, broker -----------------------------------
 t0=$(date +%s.%N)
-vm_build "$T/image" >"$T/image.log" 2>&1 || { cat "$T/image.log"; fail "vm-images/build-initramfs"; exit 1; }
+vm_build "$T/image" --with-python >"$T/image.log" 2>&1 || { cat "$T/image.log"; fail "vm-images/build-initramfs"; exit 1; }
 ok "initramfs built in $(elapsed "$t0") s ($(du -k "$T/image/initramfs.img" | cut -f1) KiB)"
 
 (
@@ -106,6 +106,11 @@ check_contains "upstream got the real openai key (its sha256)" "\"authorization_
 check_not_contains "the guest's output holds no real value" "$OPENAI_V1" "$CTL_OUT"
 gexec sh -c 'curl -sS --max-time 30 https://api.github.com/repos/acme/app/issues -H "Authorization: token $GITHUB_TOKEN"'
 check_contains "upstream got the real github token" "\"authorization_sha256\":\"$(sha256 "$GITHUB_V")\"" "$CTL_OUT"
+# Python requests, unchanged code: the same swap for a second real client.
+gexec python3 -c 'import os, requests
+r = requests.get("https://api.openai.com/v1/models", headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]}, timeout=30)
+print(r.status_code, r.text)'
+check_contains "python requests in the guest: upstream got the real key" "200 {\"host\":\"api.openai.com\",\"path\":\"/v1/models\",\"authorization_sha256\":\"$(sha256 "$OPENAI_V1")\"" "$CTL_OUT"
 check_contains "the upstream record holds the real openai key" "Bearer $OPENAI_V1" "$(cat "$T/upstream.record")"
 tail_has() { grep -Eq "$1" "$T/tail.out"; }
 if wait_until 20 "the audit tail" tail_has 'allow api\.openai\.com.*secrets=openai_key'; then
