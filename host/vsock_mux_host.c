@@ -16,8 +16,11 @@
 #define MUX_BACKLOG 128
 /* "CONNECT 4294967295\n" is 19 bytes; the line is refused past this. */
 #define MUX_CONNECT_LINE_MAX 32u
-/* Host-side ports of host-initiated connections, counting down. */
-#define MUX_HOST_PORT_FIRST 0xffffffffu
+/* Host-side ports of host-initiated connections, counting down.  Never
+ * 4294967295: that is VMADDR_PORT_ANY, which Linux reads as "no port" — a
+ * connection accepted from it has no bound peer and every write in the
+ * guest fails with EDESTADDRREQ (found by tests/e2e/vsock_qemu.sh). */
+#define MUX_HOST_PORT_FIRST 0xfffffffeu
 #define MUX_HOST_PORT_LAST (1u << 30)
 
 /* A closed-over rejected host connection (cap reached). */
