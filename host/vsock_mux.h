@@ -23,14 +23,21 @@
  *     the loop.  The process ignores SIGPIPE (a Unix peer may leave while the
  *     mux writes; the mux sees EPIPE and resets that connection).
  *   - vsock_mux_from_guest() never fails: a packet that breaks the protocol
- *     (wrong CID, unknown op or type, RW on no connection, len over
- *     VSOCK_MAX_PAYLOAD or over the credit it was given) resets that
- *     connection (RST to the guest, Unix socket closed) or is dropped if it
- *     names none; each is counted and logged once per connection.
+ *     (wrong CID, unknown op or type, an op the connection's state does not
+ *     allow, payload on a control op, len over VSOCK_MAX_PAYLOAD or over the
+ *     credit it was given) resets the connection it names (RST to the guest,
+ *     Unix socket closed), counted and logged once.  A packet naming no
+ *     connection (other than REQUEST) is answered with RST as Linux answers
+ *     a packet for no socket, except an RST or one with wrong CIDs or type,
+ *     which is dropped; these are counted, not logged (the guest chooses
+ *     their rate).
  *   - The payload pointer is only valid during the call (the mux copies).
- *   - hooks->to_guest_ready(ctx) is called (from the loop) whenever packets
- *     for the guest become pending; the device then calls
- *     vsock_mux_to_guest() until it returns 0 or the rx queue has no room.
+ *   - hooks->to_guest_ready(ctx) is called at the end of a mux entry point
+ *     or loop callback (possibly inside vsock_mux_from_guest(), never inside
+ *     vsock_mux_to_guest()) whenever new packets for the guest became
+ *     pending; the device then calls vsock_mux_to_guest() until it returns 0
+ *     or the rx queue has no room, and resumes on the guest's next rx kick
+ *     while vsock_mux_has_pending().
  *   - vsock_mux_reset(): the guest driver reset or went away — every
  *     connection is closed without packets (the guest has forgotten them).
  *   - vsock_mux_free(): closes everything; memory is released from the

@@ -729,6 +729,26 @@ static void test_guest_rcv_shutdown_stops_reading(void **state)
 	close(lfd);
 }
 
+static void test_unix_write_error_resets(void **state)
+{
+	struct gconn g;
+	struct vsock_hdr h;
+	struct vsock_mux_stats s;
+	int lfd = listen_at(1024), fd;
+
+	(void)state;
+	fd = open_guest_conn(&g, lfd, 50052, 1024, 65536);
+	close(fd); /* the host process is gone entirely */
+	g_expect(&g, VSOCK_OP_SHUTDOWN, &h);
+	/* The guest still sends: the write fails (EPIPE) and the connection is reset. */
+	g_send(&g, VSOCK_OP_RW, 0, "late", 4);
+	g_expect(&g, VSOCK_OP_RST, &h);
+	get_stats(&s);
+	assert_int_equal(s.connections_reset, 1);
+	assert_int_equal(s.protocol_errors, 0);
+	close(lfd);
+}
+
 /* ---- protocol errors --------------------------------------------------------------- */
 
 static void test_wrong_cid_type_and_stray_packets(void **state)
@@ -799,6 +819,64 @@ static void test_wrong_cid_type_and_stray_packets(void **state)
 	get_stats(&s);
 	assert_int_equal(s.protocol_errors, 3 + 2 + 1 + 3 + 1);
 	close(lfd);
+}
+
+/* Runs fn with stderr in a temporary file at level WARN; returns what was logged. */
+static char *capture_log(void (*fn)(void))
+{
+	static char text[8192];
+	FILE *sink = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	size_t n;
+
+	assert_non_null(sink);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(sink), STDERR_FILENO) >= 0);
+	log_set_level(LOG_LEVEL_WARN);
+	fn();
+	log_set_level(LOG_LEVEL_ERROR);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	rewind(sink);
+	n = fread(text, 1, sizeof(text) - 1, sink);
+	text[n] = 0;
+	fclose(sink);
+	return text;
+}
+
+static void over_credit_twice(void)
+{
+	uint8_t data[4096] = { 0 };
+	struct gconn g;
+	struct vsock_hdr h;
+	int lfd = listen_at(1024), fd;
+
+	fd = open_guest_conn(&g, lfd, 50060, 1024, 65536);
+	g_send(&g, VSOCK_OP_RW, 0, data, sizeof(data));
+	g_send(&g, VSOCK_OP_RW, 0, data, 10);   /* over the 4096 credit */
+	g_send(&g, VSOCK_OP_RW, 0, data, 10);   /* names no connection now: counted, not logged */
+	g_expect(&g, VSOCK_OP_RST, &h);
+	g_expect(&g, VSOCK_OP_RST, &h);
+	close(fd);
+	close(lfd);
+}
+
+static void test_protocol_error_logs_one_line_quoting_the_packet(void **state)
+{
+	const char *text;
+	struct vsock_mux_stats s;
+
+	(void)state;
+	text = capture_log(over_credit_twice);
+	const char *line = strstr(text, "warn vsock_conn_reset ");
+	assert_non_null(line);
+	assert_null(strstr(line + strlen("warn vsock_conn_reset "), "vsock_conn_reset")); /* once */
+	assert_non_null(strstr(line, "guest_port=50060 host_port=1024"));
+	assert_non_null(strstr(line, "reason=\"RW over credit\""));
+	assert_non_null(strstr(line, "op=5 len=10"));
+	get_stats(&s);
+	assert_int_equal(s.protocol_errors, 2);
+	assert_int_equal(s.connections_reset, 1);
 }
 
 static void test_connection_cap(void **state)
@@ -1079,46 +1157,37 @@ static void test_new_refuses_live_path_and_replaces_stale(void **state)
 	unlink(stale);
 }
 
+/* Every test runs on a fresh mux and ends with the no-handle check. */
+#define T(test, setup_fn) cmocka_unit_test_setup_teardown(test, setup_fn, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_request_to_listener_gets_response, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_request_without_listener_gets_rst, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rw_both_ways_one_mib_byte_exact, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mux_stops_at_guest_credit_and_resumes, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_guest_over_credit_rw_gets_rst, setup_small,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_freed_credit_is_advertised_and_usable,
-						setup_small, teardown),
-		cmocka_unit_test_setup_teardown(test_credit_request_gets_credit_update, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_guest_shutdown_send_then_host_eof_ends_with_rst,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_close_then_guest_full_shutdown_ends_with_rst,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_guest_full_shutdown_flushes_then_rst, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_guest_rst_closes_unix_socket, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_small_caps_trim_and_never_split_headers, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_guest_rcv_shutdown_stops_reading, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_cid_type_and_stray_packets, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_connection_cap, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_connect_request_response_splice, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_host_connect_guest_rst_closes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_connect_malformed_lines_are_closed, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_host_connect_unanswered_request_times_out,
-						setup_fast_timeout, teardown),
-		cmocka_unit_test_setup_teardown(test_host_connect_without_line_times_out,
-						setup_fast_timeout, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_closes_everything_without_packets, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_free_with_live_connections_leaves_no_handle,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_new_refuses_live_path_and_replaces_stale, setup,
-						teardown),
+		T(test_request_to_listener_gets_response, setup),
+		T(test_request_without_listener_gets_rst, setup),
+		T(test_rw_both_ways_one_mib_byte_exact, setup),
+		T(test_mux_stops_at_guest_credit_and_resumes, setup),
+		T(test_guest_over_credit_rw_gets_rst, setup_small),
+		T(test_freed_credit_is_advertised_and_usable, setup_small),
+		T(test_credit_request_gets_credit_update, setup),
+		T(test_guest_shutdown_send_then_host_eof_ends_with_rst, setup),
+		T(test_host_close_then_guest_full_shutdown_ends_with_rst, setup),
+		T(test_guest_full_shutdown_flushes_then_rst, setup),
+		T(test_guest_rst_closes_unix_socket, setup),
+		T(test_small_caps_trim_and_never_split_headers, setup),
+		T(test_guest_rcv_shutdown_stops_reading, setup),
+		T(test_unix_write_error_resets, setup),
+		T(test_wrong_cid_type_and_stray_packets, setup),
+		T(test_protocol_error_logs_one_line_quoting_the_packet, setup_small),
+		T(test_connection_cap, setup),
+		T(test_host_connect_request_response_splice, setup),
+		T(test_host_connect_guest_rst_closes, setup),
+		T(test_host_connect_malformed_lines_are_closed, setup),
+		T(test_host_connect_unanswered_request_times_out, setup_fast_timeout),
+		T(test_host_connect_without_line_times_out, setup_fast_timeout),
+		T(test_reset_closes_everything_without_packets, setup),
+		T(test_free_with_live_connections_leaves_no_handle, setup),
+		T(test_new_refuses_live_path_and_replaces_stale, setup),
 	};
 
 	log_set_level(LOG_LEVEL_ERROR); /* the mux's warnings are expected here */
