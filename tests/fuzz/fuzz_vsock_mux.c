@@ -67,6 +67,19 @@ static int listen_fd = -1;
 static uint8_t out[VSOCK_HDR_SIZE + VSOCK_MAX_PAYLOAD + 8];
 static uint8_t zeros[VSOCK_MAX_PAYLOAD];
 
+/* The socket and the temporary directory go when the process ends. */
+static void cleanup(void)
+{
+	char p[128];
+
+	if (listen_fd >= 0)
+		close(listen_fd);
+	snprintf(p, sizeof(p), "%s_1024", path);
+	unlink(p);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void init_once(void)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -84,6 +97,7 @@ static void init_once(void)
 	CHECK(bind(listen_fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
 	CHECK(listen(listen_fd, 256) == 0);
 	CHECK(uv_loop_init(&loop) == 0);
+	atexit(cleanup);
 }
 
 /* Connections the mux closed stay queued on the listener; drop them. */
