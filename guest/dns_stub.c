@@ -27,6 +27,7 @@ struct dns_tcp;
 struct dns_job {
 	struct dns_stub *stub;
 	LIST_ENTRY(dns_job) link;
+	TAILQ_ENTRY(dns_job) wait;    /* in stub->waiting while queued */
 	struct dns_query q;
 	uint8_t query[DNS_QUERY_MAX];
 	size_t len;
@@ -37,6 +38,8 @@ struct dns_job {
 	struct broker_open op;
 	uv_timer_t timer;
 	unsigned handles;
+	bool queued;  /* waiting for an in-flight slot */
+	bool opened;  /* its broker stream (pipe) exists */
 	bool done;
 };
 
@@ -60,9 +63,11 @@ struct dns_stub {
 	uv_tcp_t listener;
 	unsigned handles; /* udp + listener still open */
 	bool closing;
-	unsigned n_jobs;
+	unsigned n_jobs;  /* in flight + queued */
+	unsigned n_open;  /* in flight: a broker stream each */
 	unsigned n_tcp;
 	LIST_HEAD(, dns_job) jobs;
+	TAILQ_HEAD(, dns_job) waiting;
 	LIST_HEAD(, dns_tcp) tcps;
 };
 
@@ -133,6 +138,26 @@ static void job_timer_closed(uv_handle_t *handle)
 	job_release(container_of(handle, struct dns_job, timer));
 }
 
+static int job_open(struct dns_job *j);
+static void job_finish(struct dns_job *j, const uint8_t *answer, size_t len);
+
+/* A slot came free: the oldest queued queries go to the broker. */
+static void stub_open_queued(struct dns_stub *s)
+{
+	struct dns_job *j;
+	int r;
+
+	while (!s->closing && s->n_open < DNS_STUB_JOBS_MAX && (j = TAILQ_FIRST(&s->waiting))) {
+		TAILQ_REMOVE(&s->waiting, j, wait);
+		j->queued = false;
+		if ((r = job_open(j)) < 0) {
+			agent_log_warn(M, "%s: cannot forward: %s, answering SERVFAIL", j->q.name,
+				       strerror(-r));
+			job_finish(j, NULL, 0);
+		}
+	}
+}
+
 /* Answers the client (answer, or SERVFAIL when NULL) and releases the job. */
 static void job_finish(struct dns_job *j, const uint8_t *answer, size_t len)
 {
@@ -141,9 +166,17 @@ static void job_finish(struct dns_job *j, const uint8_t *answer, size_t len)
 	if (j->done)
 		return;
 	j->done = true;
-	broker_open_cancel(&j->op);
-	uv_close((uv_handle_t *)&j->pipe, job_pipe_closed);
+	if (j->queued) {
+		TAILQ_REMOVE(&j->stub->waiting, j, wait);
+		j->queued = false;
+	}
+	if (j->opened) {
+		broker_open_cancel(&j->op);
+		uv_close((uv_handle_t *)&j->pipe, job_pipe_closed);
+		j->stub->n_open--;
+	}
 	uv_close((uv_handle_t *)&j->timer, job_timer_closed);
+	stub_open_queued(j->stub);
 	if (j->stub->closing || (j->from_tcp && !tcp))
 		return; /* nobody left to answer */
 	if (tcp) {
@@ -220,6 +253,8 @@ static int job_open(struct dns_job *j)
 				   job_answered)) < 0)
 		return r;
 	j->handles++;
+	j->opened = true;
+	j->stub->n_open++;
 	return 0;
 }
 
@@ -231,7 +266,7 @@ static int job_start(struct dns_stub *s, const uint8_t *pkt, size_t len,
 	struct dns_job *j;
 	int r;
 
-	if (s->n_jobs >= DNS_STUB_JOBS_MAX)
+	if (s->n_jobs >= DNS_STUB_JOBS_MAX + DNS_STUB_QUEUE_MAX)
 		return -EBUSY;
 	j = calloc(1, sizeof(*j));
 	if (!j)
@@ -240,7 +275,12 @@ static int job_start(struct dns_stub *s, const uint8_t *pkt, size_t len,
 	memcpy(j->query, pkt, len);
 	if (peer)
 		j->peer = *peer;
-	if ((r = job_open(j)) < 0) {
+	/* A burst (a test runner starting 200 clients) waits its turn instead of
+	 * getting SERVFAIL; its timeout runs from arrival all the same. */
+	if (s->n_open >= DNS_STUB_JOBS_MAX) {
+		TAILQ_INSERT_TAIL(&s->waiting, j, wait);
+		j->queued = true;
+	} else if ((r = job_open(j)) < 0) {
 		free(j);
 		return r;
 	}
@@ -541,6 +581,7 @@ int dns_stub_start(uv_loop_t *loop, const struct transport_spec *transport,
 	s->loop = loop;
 	s->transport = *transport;
 	LIST_INIT(&s->jobs);
+	TAILQ_INIT(&s->waiting);
 	LIST_INIT(&s->tcps);
 	uv_udp_init(loop, &s->udp);
 	uv_tcp_init(loop, &s->listener);

@@ -12,9 +12,10 @@
  * or its EDNS size) becomes an empty reply with TC set, and the client
  * retries over TCP (RFC 1035 section 4.2.1).
  *
- * Caps: DNS_STUB_JOBS_MAX queries in flight (SERVFAIL beyond), each holding
- * a copy of the query (<= 1232 bytes) and, while its answer arrives, one
- * frame decoder (64 KiB); DNS_STUB_TCP_MAX TCP clients, one query at a time
+ * Caps: DNS_STUB_JOBS_MAX queries in flight, each holding a copy of the
+ * query (<= 1232 bytes) and, while its answer arrives, one frame decoder
+ * (64 KiB); DNS_STUB_QUEUE_MAX more wait in arrival order for a slot (a
+ * copy of the query each, their timeout running; SERVFAIL beyond); DNS_STUB_TCP_MAX TCP clients, one query at a time
  * each (pipelined queries wait in their buffer), closed after
  * DNS_STUB_TCP_IDLE_MS without a query.
  *
@@ -32,6 +33,7 @@
 #include "transport.h"
 
 #define DNS_STUB_JOBS_MAX 64u
+#define DNS_STUB_QUEUE_MAX 1024u
 #define DNS_STUB_TCP_MAX 16u
 #define DNS_STUB_TIMEOUT_MS 4000u
 #define DNS_STUB_TCP_IDLE_MS 10000u

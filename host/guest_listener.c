@@ -28,7 +28,9 @@
 
 #include "log.h"
 
-#define GW_BACKLOG 128
+/* A guest opens a stream per connection and DNS query: a burst of a few
+ * hundred must not meet a full accept queue (connect() would fail EAGAIN). */
+#define GW_BACKLOG GUEST_GATEWAY_CONNS_PER_SANDBOX
 
 static void gw_listener_log(const struct gw_sandbox *sb, int level, const char *event,
 			    const char *reason, int r)
