@@ -38,7 +38,6 @@ trap e2e_cleanup EXIT
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 OPENAI_V1="sk-proj-e2e-$(rand_hex 12)"
 OPENAI_V2="sk-proj-rotated-$(rand_hex 12)"
 GITHUB_V="gho_e2e$(rand_hex 12)"

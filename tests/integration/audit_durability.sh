@@ -46,16 +46,13 @@ broker_pid=
 agent_pid=
 up_pid=
 load_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
 
 cleanup() {
-	for p in $load_pid $agent_pid $broker_pid $up_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	kill_all $load_pid $agent_pid $broker_pid $up_pid
 	# The curls of the load run in the namespace: none may outlive the test.
 	ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns"
+	netns_del "$ns"
 	[ -n "${AD_KEEP:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT

@@ -36,15 +36,13 @@ require_tools ip openssl python3 sqlite3
 dir=$(mktemp -d /tmp/miosa-ec.XXXXXX)
 ns=miosa-ec-$$
 broker_pid= agent_pid= echo_pid=
-v1=sk-one-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-v2=sk-two-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+v1=sk-one-$(rand_hex 12)
+v2=sk-two-$(rand_hex 12)
 
 cleanup() {
-	for p in $agent_pid $broker_pid $echo_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$dir"
+	kill_all $agent_pid $broker_pid $echo_pid
+	netns_del "$ns"
+	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM

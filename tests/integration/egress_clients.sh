@@ -32,8 +32,8 @@ ns2=miosa-ec2-$$
 agent_pid=
 agent2_pid=
 echo_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
+rotated_value=sk-rot-$(rand_hex 12)
 
 ec_cleanup() {
 	local rc=$?
@@ -42,12 +42,8 @@ ec_cleanup() {
 			[ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }
 		done
 	fi
-	for p in $agent_pid $agent2_pid $echo_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	ip netns del "$ns2" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "/etc/netns/$ns2"
+	kill_all $agent_pid $agent2_pid $echo_pid
+	netns_del "$ns" "$ns2"
 	(exit "$rc")
 	it_cleanup
 }

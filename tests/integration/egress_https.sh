@@ -39,15 +39,13 @@ agent_pid=
 echo_pid=
 tail_pid=
 jtail_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
+rotated_value=sk-rot-$(rand_hex 12)
 
 cleanup() {
-	for p in $tail_pid $jtail_pid $agent_pid $broker_pid $echo_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$dir"
+	kill_all $tail_pid $jtail_pid $agent_pid $broker_pid $echo_pid
+	netns_del "$ns"
+	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM

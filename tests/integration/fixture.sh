@@ -7,6 +7,9 @@
 #   netns_add NS               a network namespace with its own resolv.conf
 #   agent_start NS SOCK RUNDIR LOG [OPTION...]
 #                              the agent (--no-init) in NS, on unix:SOCK
+#   netns_del NS...            remove namespaces and their /etc/netns files
+#   kill_all PID...            SIGKILL each (empty and gone ones are fine)
+#   rand_hex BYTES             BYTES random bytes as lower-case hex
 #
 # Contract: each returns non-zero on failure and leaves reporting it to the
 # caller (the two families of scripts report differently); none exits.
@@ -49,6 +52,28 @@ netns_add() {
 	mkdir -p "/etc/netns/$1"
 	echo "nameserver 192.0.2.53" >"/etc/netns/$1/resolv.conf"
 	ip netns add "$1"
+}
+
+# netns_del NS...: for cleanup; a namespace that was never added is fine.
+netns_del() {
+	local ns
+	for ns in "$@"; do
+		ip netns del "$ns" 2>/dev/null || true
+		rm -rf "/etc/netns/$ns"
+	done
+}
+
+# kill_all PID...: for cleanup (callers pass unquoted, possibly empty, lists).
+kill_all() {
+	local p
+	for p in "$@"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+}
+
+# rand_hex BYTES: a fresh random value for a test secret.
+rand_hex() {
+	head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'
 }
 
 # agent_start NS SOCK RUNDIR LOG [OPTION...]: $AGENT --no-init in NS,

@@ -27,10 +27,9 @@ broker_pid=
 host_resolv_before=$(sha256sum /etc/resolv.conf 2>/dev/null || true)
 
 cleanup() {
-	[ -z "$agent_pid" ] || kill -KILL "$agent_pid" 2>/dev/null || true
-	[ -z "$broker_pid" ] || kill -KILL "$broker_pid" 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$work"
+	kill_all $agent_pid $broker_pid
+	netns_del "$ns"
+	rm -rf "$work"
 }
 trap cleanup EXIT
 # meson stops a test that runs over its timeout with SIGTERM: clean up then too

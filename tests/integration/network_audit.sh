@@ -22,9 +22,8 @@ AGENT_PID=
 TAIL_PIDS=
 na_exit() {
 	local rc=$?
-	for p in $TAIL_PIDS $AGENT_PID; do kill -KILL "$p" 2>/dev/null || true; done
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "/etc/netns/$NS"
+	kill_all $TAIL_PIDS $AGENT_PID
+	netns_del "$NS"
 	(exit "$rc")
 	it_cleanup
 }
