@@ -59,9 +59,6 @@ trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
-ctl() { "$CTL" "$@"; }
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 broker_ready() { grep -q broker_ready "$dir/broker.err"; }
 
 start_broker() { # start_broker [EXTRA FLAGS...]

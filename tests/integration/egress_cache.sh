@@ -48,9 +48,6 @@ trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
-ctl() { "$CTL" "$@"; }
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 # codes HOST: BURST requests on one keep-alive connection, then BURST more on
 # a new connection each; prints one status code per line.
 codes() {

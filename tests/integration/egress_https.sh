@@ -51,9 +51,6 @@ trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
-ctl() { "$CTL" "$@"; }
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 
 # --- A test CA and the upstream's certificate (api.openai.test, other.test) -----------
 upstream_cert "$dir" api.openai.test other.test third.test ||

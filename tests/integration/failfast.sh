@@ -11,6 +11,9 @@
 #                              poll COMMAND (every WAIT_FOR_POLL seconds,
 #                              0.1 unless set) until it succeeds; fail at the
 #                              deadline: never a fixed sleep
+#   ctl ARGS...                miosactl ($CTL; MIOSA_SOCKET says which broker)
+#   gexec CMD...               CMD in sandbox $sbx through the agent
+#   exec_works                 the agent for $sbx answers (a wait_for condition)
 #   require_root WHY, require_agent, require_tools TOOL...
 #                              preconditions: CI has them all, so a missing
 #                              one is a failure, never a skip
@@ -50,6 +53,10 @@ wait_for() {
 		sleep "${WAIT_FOR_POLL:-0.1}"
 	done
 }
+
+ctl() { "$CTL" "$@"; }
+gexec() { ctl exec "$sbx" "$@" </dev/null; }
+exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 
 require_root() {
 	[ "$(id -u)" = 0 ] || { echo "FAIL: needs root ($1); CI runs as root"; exit 1; }

@@ -43,7 +43,6 @@ trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
 in_ns() { ip netns exec "$ns" "$@"; }
-ctl() { "$CTL" "$@"; }
 
 # A local HTTP server in the root namespace: the --connect-to target.
 mkdir -p "$dir/www"
@@ -67,11 +66,6 @@ stop_broker() {
 	wait "$broker_pid" || fail "broker exited with status $? on SIGTERM"
 	broker_pid=
 }
-
-# exec with no stdin; prints its stdout, returns its status
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 
 # --- Broker, sandbox, secret -----------------------------------------------------------
 start_broker 1
