@@ -50,13 +50,17 @@ int fixture_master_key(const char *root, char *ret_path, size_t path_size,
 	char path[PATH_MAX];
 	struct master_key *key = NULL;
 	int n = snprintf(path, sizeof(path), "%s/master.key", root);
+	int r;
 
 	if (n < 0 || (size_t)n >= sizeof(path) || (size_t)n >= path_size) {
 		snprintf(err, err_size, "%s/master.key: path too long", root);
 		return -1;
 	}
 	/* 1 = created: a key already there would mean a stale directory. */
-	if (master_key_load_or_create(path, &key, err, err_size) != 1) {
+	r = master_key_load_or_create(path, &key, err, err_size);
+	if (r != 1) {
+		if (r == 0)
+			snprintf(err, err_size, "%s: already exists", path);
 		master_key_free(key);
 		return -1;
 	}
