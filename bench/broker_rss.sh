@@ -22,38 +22,13 @@ ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((2 * N + 256)) ] ||
 	{ echo "broker_rss: open-file limit $(ulimit -n) is too small for $N connections" >&2; exit 2; }
 
-work=$(mktemp -d /tmp/miosa-rss.XXXXXX)
-ns="miosa-rss-$$"
-pids=""
-cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-export MIOSA_SOCKET="$work/state/control.sock"
-ctl() { "$B/host/miosactl" "$@"; }
-# Poll a condition with a deadline (about 10 s, or $2 tries of 50 ms).
-wait_ok() { i=0; until "$@" >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 200 ] || { echo "timeout: $*" >&2; exit 1; }; sleep 0.05; done; }
+. bench/lib.sh
+bench_init rss
+# wait_ok for slow conditions: the deadline is 5 minutes.
 wait_long() { i=0; until "$@" >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 6000 ] || { echo "timeout: $*" >&2; exit 1; }; sleep 0.05; done; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-(
-	cd "$work"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-		-subj "/CN=bench CA" -keyout ca.key -out ca.pem
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/CN=api.bench.test" -keyout up.key -out up.csr
-	printf 'subjectAltName=DNS:api.bench.test\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in up.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-		-extfile ext.cnf -out up.pem
-) >"$work/openssl.log" 2>&1
-"$B/tests/integration/echo_upstream" "$work/up.pem" "$work/up.key" "$work/port" </dev/null \
-	>/dev/null 2>&1 &
-pids="$pids $!"
-wait_ok test -s "$work/port"
-port=$(cat "$work/port")
+bench_upstream
 
 "$B/host/miosa-broker" --state-dir "$work/state" --master-key "$work/key/master.key" \
 	--log-level warn --connect-to "api.bench.test:443:127.0.0.1:$port" \
@@ -61,17 +36,8 @@ port=$(cat "$work/port")
 broker=$!
 pids="$pids $broker"
 wait_ok ctl health
-sbx=$(ctl sandbox create --vsock-uds "$work/vm.sock")
-echo "sk-bench-value-0123456789" | ctl secrets set "$sbx" k --expose-as API_KEY \
-	--host api.bench.test >/dev/null
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
-ip netns exec "$ns" "$B/guest/miosa-init" --no-init --transport "unix:$work/vm.sock" \
-	--runtime-dir "$work/run" --resolv-conf "/etc/netns/$ns/resolv.conf" 2>/dev/null &
-agent=$!
-pids="$pids $agent"
-wait_ok ctl exec "$sbx" -- true
+bench_sandbox
+bench_agent
 
 cat >"$work/hold.py" <<'PY'
 import os, socket, ssl, sys, time

@@ -103,7 +103,7 @@ check_cmd "the agent shut down on SIGINT and powered off" \
 ms=$(($(now_ms) - t0))
 echo "# QEMU start to exit: $((ms / 1000)).$(printf %03d $((ms % 1000))) s"
 
-if [ "$VM_FAIL" -gt 0 ]; then
+if [ "$CHECK_FAIL" -gt 0 ]; then
 	echo "--- serial console ($LOG)"
 	tail -n 60 "$C"
 fi

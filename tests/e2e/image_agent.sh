@@ -113,7 +113,7 @@ else
 fi
 check_cmd "the agent logged its power-off" grep -q 'powering off' "$T/agent.log"
 check_eq "no error line in the agent's log" "" "$(grep '^miosa-init: error' "$T/agent.log" | head -n 3)"
-if [ "$VM_FAIL" -gt 0 ]; then
+if [ "$CHECK_FAIL" -gt 0 ]; then
 	echo "--- agent log"; tail -n 30 "$T/agent.log"
 	echo "--- broker"; tail -n 20 "$T/broker.out"
 fi

@@ -12,9 +12,10 @@ set -euo pipefail
 : "${MIOSA_SOURCE_ROOT:?MIOSA_SOURCE_ROOT must be the source tree}"
 : "${MIOSA_BUILD:?MIOSA_BUILD must be the build directory}"
 
+# ok, fail, check_eq, wait_until
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
+
 VM_NAME=$(basename "$0" .sh)
-VM_PASS=0
-VM_FAIL=0
 T=$(mktemp -d "${TMPDIR:-/tmp}/miosa-$VM_NAME.XXXXXX")
 VM_CLEANUP=()
 
@@ -26,21 +27,6 @@ vm_cleanup() {
 }
 trap vm_cleanup EXIT
 trap 'exit 130' INT TERM
-
-ok() {
-	VM_PASS=$((VM_PASS + 1))
-	echo "ok - $1"
-}
-
-fail() {
-	VM_FAIL=$((VM_FAIL + 1))
-	echo "FAIL - $1${2:+: $2}"
-}
-
-# check WHAT EXPECTED ACTUAL
-check_eq() {
-	if [ "$2" = "$3" ]; then ok "$1"; else fail "$1" "expected '$2', got '$3'"; fi
-}
 
 # check_cmd WHAT COMMAND...: passes when COMMAND succeeds
 check_cmd() {
@@ -54,22 +40,8 @@ check_cmd() {
 }
 
 vm_finish() {
-	echo "$VM_NAME: $VM_PASS passed, $VM_FAIL failed"
-	[ "$VM_FAIL" -eq 0 ] && [ "$VM_PASS" -gt 0 ]
-}
-
-# wait_until SECS WHAT COMMAND...: 0 once COMMAND succeeds, 1 at the deadline
-wait_until() {
-	local secs=$1 what=$2
-	shift 2
-	local deadline=$(($(date +%s) + secs))
-	until "$@" >/dev/null 2>&1; do
-		if [ "$(date +%s)" -ge "$deadline" ]; then
-			echo "timed out after ${secs}s waiting for $what" >&2
-			return 1
-		fi
-		sleep 0.05
-	done
+	echo "$VM_NAME: $CHECK_PASS passed, $CHECK_FAIL failed"
+	[ "$CHECK_FAIL" -eq 0 ] && [ "$CHECK_PASS" -gt 0 ]
 }
 
 # build_image OUT [OPTIONS...]: vm-images/build-initramfs from the source tree

@@ -27,7 +27,7 @@ e2e_cleanup() {
 	for p in $LOOP_PID $TAIL_PID; do kill "$p" 2>/dev/null || true; done
 	vm_stop
 	[ -z "$STANDIN_PID" ] || kill "$STANDIN_PID" 2>/dev/null || true
-	if [ "$IT_FAIL" -gt 0 ]; then
+	if [ "$CHECK_FAIL" -gt 0 ]; then
 		for f in console.log vsock.log; do
 			[ -s "$T/$f" ] && { echo "--- last 30 lines of $f ---"; tail -n 30 "$T/$f"; }
 		done
@@ -38,7 +38,6 @@ trap e2e_cleanup EXIT
 
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 OPENAI_V1="sk-proj-e2e-$(rand_hex 12)"
 OPENAI_V2="sk-proj-rotated-$(rand_hex 12)"
 GITHUB_V="gho_e2e$(rand_hex 12)"
@@ -48,24 +47,15 @@ t0=$(date +%s.%N)
 vm_build "$T/image" --with-python >"$T/image.log" 2>&1 || { cat "$T/image.log"; fail "vm-images/build-initramfs"; exit 1; }
 ok "initramfs built in $(elapsed "$t0") s ($(du -k "$T/image/initramfs.img" | cut -f1) KiB)"
 
-(
-	cd "$T"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-		-subj "/CN=miosa e2e upstream CA" -keyout up-ca.key -out up-ca.pem
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/CN=api.openai.com" -keyout up.key -out up.csr
-	printf 'subjectAltName=DNS:api.openai.com,DNS:api.github.com\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in up.csr -CA up-ca.pem -CAkey up-ca.key -CAcreateserial \
-		-days 1 -extfile ext.cnf -out up.pem
-) >"$T/openssl.log" 2>&1
-"$API_STANDIN" "$T/up.pem" "$T/up.key" "$T/standin.port" "$T/upstream.record" </dev/null \
+upstream_cert "$T" api.openai.com api.github.com || { fail "the test certificates"; exit 1; }
+"$API_STANDIN" "$T/server.pem" "$T/server.key" "$T/standin.port" "$T/upstream.record" </dev/null \
 	>"$T/standin.log" 2>&1 &
 STANDIN_PID=$!
 wait_until 10 "the upstream stand-in" test -s "$T/standin.port"
 up=$(cat "$T/standin.port")
 export MIOSA_SOCKET=$SOCK
 broker_start --connect-to "api.openai.com:443:127.0.0.1:$up" \
-	--connect-to "api.github.com:443:127.0.0.1:$up" --upstream-ca "$T/up-ca.pem"
+	--connect-to "api.github.com:443:127.0.0.1:$up" --upstream-ca "$T/upstream-ca.pem"
 
 ctl_ok "sandbox create with the hybrid vsock socket" sandbox create \
 	--external-user-id alice@example.com --external-workspace-id team-a --vsock-uds "$T/vm.sock"

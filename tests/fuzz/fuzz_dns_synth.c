@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "dns_synth.h"
 #include "dns_wire.h"
 #include "host_pattern.h"
@@ -94,8 +95,6 @@ static int ask(struct dns_synth *map, const uint8_t *q, size_t len, uint8_t *out
 		abort();
 	return 0;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

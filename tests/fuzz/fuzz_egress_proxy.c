@@ -25,12 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "egress_proxy.h"
 #include "http1_rewrite.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) do { if (!(cond)) abort(); } while (0)
 
 static const char marker[] = "ZqSECRETqZ";
 

@@ -12,18 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "frame.h"
 #include "wire.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static uint8_t reframe[FRAME_MAX_SIZE];
-
-#define CHECK(cond)            \
-	do {                   \
-		if (!(cond))   \
-			abort(); \
-	} while (0)
 
 /* Decode; if accepted, re-encode, decode the re-encoding, free both. */
 #define ROUND_TRIP(name, type, payload, len)                                               \

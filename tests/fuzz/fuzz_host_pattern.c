@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "host_pattern.h"
 
 static void check_fixed_point(const char *norm, int kind, bool as_pattern)
@@ -30,8 +31,6 @@ static void check_fixed_point(const char *norm, int kind, bool as_pattern)
 	if (r != kind || strcmp(again, norm) != 0)
 		abort();
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

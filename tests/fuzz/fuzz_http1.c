@@ -20,12 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "http1.h"
 #include "http1_rewrite.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) do { if (!(cond)) abort(); } while (0)
 
 static const struct http1_limits small_limits = {
 	.max_request_line = 64,

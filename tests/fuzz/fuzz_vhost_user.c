@@ -21,17 +21,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "fuzz_target.h"
 #include "vhost_user.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define MEM_SIZE (64u * 1024u)
-
-#define CHECK(cond)            \
-	do {                   \
-		if (!(cond))   \
-			abort(); \
-	} while (0)
 
 static void on_state(void *ctx, unsigned i, bool running)
 {

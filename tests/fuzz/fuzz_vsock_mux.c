@@ -39,16 +39,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fuzz_target.h"
 #include "log.h"
 #include "vsock_mux.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)            \
-	do {                   \
-		if (!(cond))   \
-			abort(); \
-	} while (0)
 
 #define GUEST_CID 3u
 #define RECORD_HDR (1u + VSOCK_HDR_SIZE)

@@ -25,40 +25,20 @@ AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-in
 N=${AD_N:-200}  # concurrent requests (AD_N: for debugging)
 KILL_AFTER=${AD_KILL_AFTER:-40}  # requests finished before SIGKILL
 
-npass=0
-fail() {
-	echo "FAIL: $*"
-	dump_logs
-	exit 1
-}
-pass() { npass=$((npass + 1)); echo "PASS: $*"; }
+source "$(dirname "$0")/failfast.sh"
+WAIT_FOR_POLL=0.05
 
 dump_logs() {
-	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/upstream.log; do
-		[ -f "$f" ] || continue
-		echo "--- $f (last 30 lines)"
-		tail -n 30 "$f"
-	done
+	dump_tail 30 "$dir"/broker.err "$dir"/agent.log "$dir"/upstream.log
 	if [ -d "$dir/res" ]; then
 		echo "--- curl results (http code, exit status): count"
 		cat "$dir"/res/*[0-9] 2>/dev/null | sort | uniq -c || true
 	fi
 }
 
-wait_for() { # wait_for SECONDS WHAT COMMAND...
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
-		sleep 0.05
-	done
-}
-
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
-[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT (guest/ must build it)"; exit 1; }
-for tool in ip openssl python3 sqlite3 curl; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
-done
+require_root "ip netns"
+require_agent
+require_tools ip openssl python3 sqlite3 curl
 
 dir=$(mktemp -d /tmp/miosa-ad.XXXXXX)
 ns=miosa-ad-$$
@@ -66,25 +46,19 @@ broker_pid=
 agent_pid=
 up_pid=
 load_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
 
 cleanup() {
-	for p in $load_pid $agent_pid $broker_pid $up_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	kill_all $load_pid $agent_pid $broker_pid $up_pid
 	# The curls of the load run in the namespace: none may outlive the test.
 	ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns"
+	netns_del "$ns"
 	[ -n "${AD_KEEP:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
-ctl() { "$CTL" "$@"; }
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 broker_ready() { grep -q broker_ready "$dir/broker.err"; }
 
 start_broker() { # start_broker [EXTRA FLAGS...]
@@ -98,16 +72,7 @@ start_broker() { # start_broker [EXTRA FLAGS...]
 }
 
 # --- A test CA, the upstream's certificate, a threaded HTTPS echo upstream ------------
-(
-	cd "$dir"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=miosa test upstream CA" -keyout upstream-ca.key -out upstream-ca.pem
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/CN=api.openai.test" -keyout server.key -out server.csr
-	printf 'subjectAltName=DNS:api.openai.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in server.csr -CA upstream-ca.pem -CAkey upstream-ca.key \
-		-CAcreateserial -days 2 -extfile ext.cnf -out server.pem
-) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log"; fail "openssl could not make the test certificates"; }
+upstream_cert "$dir" api.openai.test || fail "openssl could not make the test certificates"
 
 # Concurrent (one thread per connection; echo_upstream serves one at a time):
 # answers 200 with the request line as the body.
@@ -145,13 +110,9 @@ sbx=$(ctl sandbox create --vsock-uds "$dir/vm.sock")
 printf %s "$secret_value" |
 	ctl secrets set "$sbx" openai_key --expose-as OPENAI_API_KEY --host api.openai.test >/dev/null
 
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
-ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$dir/vm.sock" --runtime-dir "$dir/run" \
-	--resolv-conf "/etc/netns/$ns/resolv.conf" --log-level "${AD_LOG_LEVEL:-info}" \
-	</dev/null >/dev/null 2>"$dir/agent.log" &
-agent_pid=$!
+netns_add "$ns"
+agent_start "$ns" "$dir/vm.sock" "$dir/run" "$dir/agent.log" --log-level "${AD_LOG_LEVEL:-info}"
+agent_pid=$AGENT_PID
 wait_for 30 "exec through the agent" exec_works
 # What a process of the guest gets: the placeholder and the sandbox CA bundle.
 placeholder=$(gexec -- printenv OPENAI_API_KEY)

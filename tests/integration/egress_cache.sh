@@ -24,50 +24,30 @@ AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-in
 WORKERS=4
 BURST=12 # > WORKERS: every worker thread has served (and cached) the sandbox
 
-npass=0
-fail() {
-	echo "FAIL: $*"
-	for f in "$dir"/broker.err "$dir"/agent.log; do
-		[ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }
-	done
-	exit 1
-}
-pass() { npass=$((npass + 1)); echo "PASS: $*"; }
-wait_for() { # wait_for SECONDS WHAT COMMAND...
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
-}
+source "$(dirname "$0")/failfast.sh"
 
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
-[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT"; exit 1; }
-for tool in ip openssl python3 sqlite3; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
-done
+dump_logs() {
+	dump_tail 30 "$dir"/broker.err "$dir"/agent.log
+}
+require_root "ip netns"
+require_agent
+require_tools ip openssl python3 sqlite3
 
 dir=$(mktemp -d /tmp/miosa-ec.XXXXXX)
 ns=miosa-ec-$$
 broker_pid= agent_pid= echo_pid=
-v1=sk-one-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-v2=sk-two-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+v1=sk-one-$(rand_hex 12)
+v2=sk-two-$(rand_hex 12)
 
 cleanup() {
-	for p in $agent_pid $broker_pid $echo_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$dir"
+	kill_all $agent_pid $broker_pid $echo_pid
+	netns_del "$ns"
+	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
-ctl() { "$CTL" "$@"; }
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 # codes HOST: BURST requests on one keep-alive connection, then BURST more on
 # a new connection each; prints one status code per line.
 codes() {
@@ -89,17 +69,8 @@ d = json.load(sys.stdin)
 print(sum(h["count"] for h in d["observed"] if h["host"] == sys.argv[1]))' "$1"
 }
 
-(
-	cd "$dir"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=miosa cache test CA" -keyout ca.key -out ca.pem
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/CN=api.cache.test" -keyout up.key -out up.csr
-	printf 'subjectAltName=DNS:api.cache.test,DNS:new.cache.test,DNS:late.cache.test\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in up.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-		-extfile ext.cnf -out up.pem
-) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log"; fail "openssl"; }
-"$ECHO" "$dir/up.pem" "$dir/up.key" "$dir/echo.port" </dev/null >"$dir/echo.log" 2>&1 &
+upstream_cert "$dir" api.cache.test new.cache.test late.cache.test || fail "openssl"
+"$ECHO" "$dir/server.pem" "$dir/server.key" "$dir/echo.port" </dev/null >"$dir/echo.log" 2>&1 &
 echo_pid=$!
 wait_for 20 "the echo upstream" test -s "$dir/echo.port"
 port=$(cat "$dir/echo.port")
@@ -109,17 +80,14 @@ port=$(cat "$dir/echo.port")
 	--connect-to "api.cache.test:443:127.0.0.1:$port" \
 	--connect-to "new.cache.test:443:127.0.0.1:$port" \
 	--connect-to "late.cache.test:443:127.0.0.1:$port" \
-	--upstream-ca "$dir/ca.pem" </dev/null >"$dir/broker.out" 2>"$dir/broker.err" &
+	--upstream-ca "$dir/upstream-ca.pem" </dev/null >"$dir/broker.out" 2>"$dir/broker.err" &
 broker_pid=$!
 wait_for 20 "the broker" grep -q broker_ready "$dir/broker.err"
 sbx=$(ctl sandbox create --vsock-uds "$dir/vm.sock")
 printf %s "$v1" | ctl secrets set "$sbx" k --expose-as API_KEY --host api.cache.test >/dev/null
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
-ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$dir/vm.sock" --runtime-dir "$dir/run" \
-	--resolv-conf "/etc/netns/$ns/resolv.conf" </dev/null >/dev/null 2>"$dir/agent.log" &
-agent_pid=$!
+netns_add "$ns"
+agent_start "$ns" "$dir/vm.sock" "$dir/run" "$dir/agent.log"
+agent_pid=$AGENT_PID
 wait_for 30 "exec through the agent" exec_works
 pass "broker ($WORKERS workers), sandbox, secret bound to api.cache.test, agent connected"
 

@@ -32,22 +32,18 @@ ns2=miosa-ec2-$$
 agent_pid=
 agent2_pid=
 echo_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
+rotated_value=sk-rot-$(rand_hex 12)
 
 ec_cleanup() {
 	local rc=$?
-	if [ "$rc" -ne 0 ] || [ "$IT_FAIL" -gt 0 ]; then
+	if [ "$rc" -ne 0 ] || [ "$CHECK_FAIL" -gt 0 ]; then
 		for f in "$T"/agent.log "$T"/echo.log; do
 			[ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }
 		done
 	fi
-	for p in $agent_pid $agent2_pid $echo_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	ip netns del "$ns2" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "/etc/netns/$ns2"
+	kill_all $agent_pid $agent2_pid $echo_pid
+	netns_del "$ns" "$ns2"
 	(exit "$rc")
 	it_cleanup
 }
@@ -60,16 +56,7 @@ gexec() {
 exec_works() { gexec echo ready && [ "$(cat "$T/g.out")" = ready ]; }
 
 # --- the upstream: a test CA and api.openai.test's certificate ------------------------
-(
-	cd "$T"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=miosa test upstream CA" -keyout upstream-ca.key -out upstream-ca.pem
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/CN=api.openai.test" -keyout server.key -out server.csr
-	printf 'subjectAltName=DNS:api.openai.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in server.csr -CA upstream-ca.pem -CAkey upstream-ca.key \
-		-CAcreateserial -days 2 -extfile ext.cnf -out server.pem
-) >"$T/openssl.log" 2>&1 || { cat "$T/openssl.log"; echo "FAIL - test certificates"; exit 1; }
+upstream_cert "$T" api.openai.test || { echo "FAIL - test certificates"; exit 1; }
 
 "$ECHO" "$T/server.pem" "$T/server.key" "$T/echo.port" </dev/null >"$T/echo.log" 2>&1 &
 echo_pid=$!
@@ -101,13 +88,9 @@ printf %s "$secret_value" | ctl secrets set "$sbx" openai_key --expose-as OPENAI
 	--host api.openai.test
 [ "$CTL_RC" = 0 ] || { echo "FAIL - secrets set: $CTL_ERR"; exit 1; }
 
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
-ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$T/vm.sock" --runtime-dir "$T/run" \
-	--resolv-conf "/etc/netns/$ns/resolv.conf" --log-level debug \
-	</dev/null >/dev/null 2>"$T/agent.log" &
-agent_pid=$!
+netns_add "$ns"
+agent_start "$ns" "$T/vm.sock" "$T/run" "$T/agent.log" --log-level debug
+agent_pid=$AGENT_PID
 wait_until 30 "exec through the agent" exec_works || { echo "FAIL - agent not up"; exit 1; }
 ok "broker, sandbox with a secret bound to api.openai.test, agent connected"
 
@@ -325,12 +308,9 @@ wait_until 10 "the second stream's upstream to be pooled" pool_grew || true
 # one parked for the same host and port.
 ctl sandbox create --vsock-uds "$T/vm2.sock"
 sbx2=$CTL_OUT
-mkdir -p "/etc/netns/$ns2"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns2/resolv.conf"
-ip netns add "$ns2"
-ip netns exec "$ns2" "$AGENT" --no-init --transport "unix:$T/vm2.sock" --runtime-dir "$T/run2" \
-	--resolv-conf "/etc/netns/$ns2/resolv.conf" </dev/null >/dev/null 2>"$T/agent2.log" &
-agent2_pid=$!
+netns_add "$ns2"
+agent_start "$ns2" "$T/vm2.sock" "$T/run2" "$T/agent2.log"
+agent2_pid=$AGENT_PID
 exec2_works() { "$MIOSACTL" --socket "$SOCK" exec "$sbx2" -- true </dev/null >/dev/null 2>&1; }
 wait_until 30 "exec through the second agent" exec2_works || fail "second agent up"
 "$MIOSACTL" --socket "$SOCK" exec "$sbx2" -- curl -sS -i --max-time 15 https://api.openai.test/pool/other-sandbox \

@@ -21,36 +21,16 @@ CTL=${MIOSACTL:?MIOSACTL not set}
 ECHO=${ECHO_UPSTREAM:?ECHO_UPSTREAM not set}
 AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-init}
 
-npass=0
-fail() {
-	echo "FAIL: $*"
-	dump_logs
-	exit 1
-}
-pass() { npass=$((npass + 1)); echo "PASS: $*"; }
+source "$(dirname "$0")/failfast.sh"
 
 dump_logs() {
-	for f in "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log "$dir"/tail.out "$dir"/tail.err "$dir"/jtail.out "$dir"/jtail.err; do
-		[ -f "$f" ] || continue
-		echo "--- $f (last 40 lines)"
-		tail -n 40 "$f"
-	done
+	dump_tail 40 "$dir"/broker.err "$dir"/agent.log "$dir"/echo.log "$dir"/tail.out "$dir"/tail.err \
+		"$dir"/jtail.out "$dir"/jtail.err
 }
 
-wait_for() { # wait_for SECONDS WHAT COMMAND...
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
-}
-
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
-[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT (guest/ must build it)"; exit 1; }
-for tool in ip openssl python3 sqlite3; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
-done
+require_root "ip netns"
+require_agent
+require_tools ip openssl python3 sqlite3
 
 dir=$(mktemp -d /tmp/miosa-eh.XXXXXX)
 ns=miosa-eh-$$
@@ -59,35 +39,22 @@ agent_pid=
 echo_pid=
 tail_pid=
 jtail_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-rotated_value=sk-rot-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
+rotated_value=sk-rot-$(rand_hex 12)
 
 cleanup() {
-	for p in $tail_pid $jtail_pid $agent_pid $broker_pid $echo_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$dir"
+	kill_all $tail_pid $jtail_pid $agent_pid $broker_pid $echo_pid
+	netns_del "$ns"
+	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
-ctl() { "$CTL" "$@"; }
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 
 # --- A test CA and the upstream's certificate (api.openai.test, other.test) -----------
-(
-	cd "$dir"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=miosa test upstream CA" -keyout upstream-ca.key -out upstream-ca.pem
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/CN=api.openai.test" -keyout server.key -out server.csr
-	printf 'subjectAltName=DNS:api.openai.test,DNS:other.test,DNS:third.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in server.csr -CA upstream-ca.pem -CAkey upstream-ca.key \
-		-CAcreateserial -days 2 -extfile ext.cnf -out server.pem
-) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log"; fail "openssl could not make the test certificates"; }
+upstream_cert "$dir" api.openai.test other.test third.test ||
+	fail "openssl could not make the test certificates"
 
 "$ECHO" "$dir/server.pem" "$dir/server.key" "$dir/echo.port" </dev/null >"$dir/echo.log" 2>&1 &
 echo_pid=$!
@@ -113,13 +80,9 @@ placeholder=$(ctl --json secrets ls "$sbx" | python3 -c \
 	'import json,sys; print([b["placeholder"] for b in json.load(sys.stdin)["bindings"] if b["expose_as_env"]=="OPENAI_API_KEY"][0])')
 [[ $placeholder =~ ^miosa-tok-[0-9a-f]{32}$ ]] || fail "placeholder '$placeholder'"
 
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
-ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$dir/vm.sock" --runtime-dir "$dir/run" \
-	--resolv-conf "/etc/netns/$ns/resolv.conf" --log-level debug \
-	</dev/null >/dev/null 2>"$dir/agent.log" &
-agent_pid=$!
+netns_add "$ns"
+agent_start "$ns" "$dir/vm.sock" "$dir/run" "$dir/agent.log" --log-level debug
+agent_pid=$AGENT_PID
 wait_for 30 "exec through the agent" exec_works
 pass "broker, sandbox, secret bound to api.openai.test, agent connected"
 

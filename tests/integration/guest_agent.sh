@@ -10,35 +10,14 @@ set -euo pipefail
 AGENT=$1
 FAKE=$2
 
-fail() {
-	echo "FAIL: $*"
-	dump_logs
-	exit 1
-}
-pass() { echo "PASS: $*"; }
+source "$(dirname "$0")/failfast.sh"
 
 dump_logs() {
-	for f in "$work"/agent.log "$work"/broker*.out "$work"/broker*.err; do
-		[ -f "$f" ] || continue
-		echo "--- $f (last 40 lines)"
-		tail -n 40 "$f"
-	done
+	dump_tail 40 "$work"/agent.log "$work"/broker*.out "$work"/broker*.err
 }
 
-# Waits for a condition with a deadline (never a fixed sleep).
-wait_for() { # wait_for SECONDS WHAT COMMAND...
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
-}
-
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
-for tool in ip openssl curl getent python3 sha256sum; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
-done
+require_root "ip netns"
+require_tools ip openssl curl getent python3 sha256sum
 
 # Short path: PATH_1024 must fit in sun_path (108 bytes).
 work=$(mktemp -d /tmp/miosa-guest.XXXXXX)
@@ -48,25 +27,18 @@ broker_pid=
 host_resolv_before=$(sha256sum /etc/resolv.conf 2>/dev/null || true)
 
 cleanup() {
-	[ -z "$agent_pid" ] || kill -KILL "$agent_pid" 2>/dev/null || true
-	[ -z "$broker_pid" ] || kill -KILL "$broker_pid" 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$work"
+	kill_all $agent_pid $broker_pid
+	netns_del "$ns"
+	rm -rf "$work"
 }
 trap cleanup EXIT
 # meson stops a test that runs over its timeout with SIGTERM: clean up then too
 trap "exit 1" INT TERM
 
-# FACTS.md: without this file, a process in the namespace writing
-# /etc/resolv.conf would write the machine's own.
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
+netns_add "$ns"
 in_ns() { ip netns exec "$ns" "$@"; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$work/ca.key" -out "$work/ca.pem" -days 2 \
-	-subj "/CN=miosa test sandbox CA" 2>/dev/null
+sandbox_ca "$work"
 placeholder=miosa-tok-$(openssl rand -hex 16)
 
 start_broker() { # start_broker N: output in broker-N.out
@@ -88,11 +60,9 @@ check_scenario() { # check_scenario N
 
 # --- Start ---------------------------------------------------------------------------
 start_broker 1
-# not through in_ns: `ip netns exec` execs the agent in place, so $! is its pid
-ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$work/v" --runtime-dir "$work/run" \
-	--resolv-conf "/etc/netns/$ns/resolv.conf" --log-level debug \
-	</dev/null >/dev/null 2>"$work/agent.log" &
-agent_pid=$!
+# not through in_ns: `ip netns exec` execs the agent in place, so AGENT_PID is its pid
+agent_start "$ns" "$work/v" "$work/run" "$work/agent.log" --log-level debug
+agent_pid=$AGENT_PID
 check_scenario 1
 
 grep -qx 'nameserver 127.0.0.1' "/etc/netns/$ns/resolv.conf" ||

@@ -15,36 +15,15 @@ BROKER=${MIOSA_BROKER:?MIOSA_BROKER not set}
 CTL=${MIOSACTL:?MIOSACTL not set}
 AGENT=${MIOSA_INIT:-${MIOSA_BUILD_ROOT:?MIOSA_BUILD_ROOT not set}/guest/miosa-init}
 
-fail() {
-	echo "FAIL: $*"
-	dump_logs
-	exit 1
-}
-pass() { echo "PASS: $*"; }
+source "$(dirname "$0")/failfast.sh"
 
 dump_logs() {
-	for f in "$dir"/broker-*.err "$dir"/agent.log; do
-		[ -f "$f" ] || continue
-		echo "--- $f (last 40 lines)"
-		tail -n 40 "$f"
-	done
+	dump_tail 40 "$dir"/broker-*.err "$dir"/agent.log
 }
 
-# Waits for a condition with a deadline (never a fixed sleep).
-wait_for() { # wait_for SECONDS WHAT COMMAND...
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
-}
-
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (ip netns); CI runs as root"; exit 1; }
-[ -x "$AGENT" ] || { echo "FAIL: miosa-init not found at $AGENT (guest/ must build it)"; exit 1; }
-for tool in ip curl getent python3 stat; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
-done
+require_root "ip netns"
+require_agent
+require_tools ip curl getent python3 stat
 
 # Short path: PATH_1024 must fit in sun_path (108 bytes).
 dir=$(mktemp -d /tmp/miosa-gw.XXXXXX)
@@ -52,21 +31,18 @@ ns=miosa-gw-$$
 broker_pid=
 agent_pid=
 http_pid=
-secret_value=sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret_value=sk-live-$(rand_hex 12)
 
 cleanup() {
-	for p in $agent_pid $broker_pid $http_pid; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "/etc/netns/$ns" "$dir"
+	kill_all $agent_pid $broker_pid $http_pid
+	netns_del "$ns"
+	rm -rf "$dir"
 }
 trap cleanup EXIT
 trap "exit 1" INT TERM
 
 export MIOSA_SOCKET=$dir/state/control.sock
 in_ns() { ip netns exec "$ns" "$@"; }
-ctl() { "$CTL" "$@"; }
 
 # A local HTTP server in the root namespace: the --connect-to target.
 mkdir -p "$dir/www"
@@ -90,11 +66,6 @@ stop_broker() {
 	wait "$broker_pid" || fail "broker exited with status $? on SIGTERM"
 	broker_pid=
 }
-
-# exec with no stdin; prints its stdout, returns its status
-gexec() { ctl exec "$sbx" "$@" </dev/null; }
-
-exec_works() { [ "$(gexec -- echo ready 2>/dev/null)" = ready ]; }
 
 # --- Broker, sandbox, secret -----------------------------------------------------------
 start_broker 1
@@ -161,14 +132,10 @@ grep -q guest_open_rejected "$dir/broker-1.err" || fail "bad GuestOpen not logge
 pass "raw wire: oversize/garbage/empty GuestOpen closed and logged; DNS answered; unknown destination refused"
 
 # --- The agent in a namespace with only lo --------------------------------------------
-mkdir -p "/etc/netns/$ns"
-echo "nameserver 192.0.2.53" >"/etc/netns/$ns/resolv.conf"
-ip netns add "$ns"
+netns_add "$ns"
 # not through in_ns: `ip netns exec` execs the agent in place, so $! is its pid
-ip netns exec "$ns" "$AGENT" --no-init --transport "unix:$dir/vm.sock" --runtime-dir "$dir/run" \
-	--resolv-conf "/etc/netns/$ns/resolv.conf" --log-level debug \
-	</dev/null >/dev/null 2>"$dir/agent.log" &
-agent_pid=$!
+agent_start "$ns" "$dir/vm.sock" "$dir/run" "$dir/agent.log" --log-level debug
+agent_pid=$AGENT_PID
 wait_for 30 "the agent's HelloAck" grep -q guest_hello_ack "$dir/broker-1.err"
 wait_for 30 "exec through the agent" exec_works
 pass "agent connected (Hello -> HelloAck) and exec works"

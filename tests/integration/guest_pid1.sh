@@ -15,28 +15,14 @@ set -euo pipefail
 AGENT=$1
 FAKE=$2
 
-fail() {
-	echo "FAIL: $*"
-	for f in "$work"/agent.log "$work"/broker.out "$work"/broker.err; do
-		[ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }
-	done
-	exit 1
-}
-pass() { echo "PASS: $*"; }
+source "$(dirname "$0")/failfast.sh"
 
-wait_for() { # wait_for SECONDS WHAT COMMAND...
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for $what"
-		sleep 0.1
-	done
+dump_logs() {
+	dump_tail 30 "$work"/agent.log "$work"/broker.out "$work"/broker.err
 }
 
-[ "$(id -u)" = 0 ] || { echo "FAIL: needs root (unshare); CI runs as root"; exit 1; }
-for tool in unshare nsenter openssl ps; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool not installed"; exit 1; }
-done
+require_root "unshare"
+require_tools unshare nsenter openssl ps
 
 # Not under /tmp or /run: PID 1 mounts a tmpfs on each when it is not a
 # mount point already, which would hide the work directory from it.
@@ -58,9 +44,7 @@ system_bundle=/etc/ssl/certs/ca-certificates.crt
 cp "$system_bundle" "$work/system.crt"
 echo "nameserver 192.0.2.53" >"$work/resolv.conf"
 mkdir "$work/profile.d"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$work/ca.key" -out "$work/ca.pem" -days 2 \
-	-subj "/CN=miosa test sandbox CA" 2>/dev/null
+sandbox_ca "$work"
 placeholder=miosa-tok-$(openssl rand -hex 16)
 
 "$FAKE" --uds "$work/v" --ca-pem "$work/ca.pem" --placeholder "$placeholder" \

@@ -15,9 +15,12 @@ shopt -s lastpipe
 : "${MIOSACTL:?MIOSACTL must point at the miosactl binary}"
 : "${HTTP_PROBE:?HTTP_PROBE must point at the http_probe helper}"
 
+# ok, fail, check_eq, wait_until
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
+# upstream_cert, netns_add, agent_start
+source "$(dirname "${BASH_SOURCE[0]}")/fixture.sh"
+
 IT_NAME=$(basename "$0" .sh)
-IT_PASS=0
-IT_FAIL=0
 T=$(mktemp -d "${TMPDIR:-/tmp}/miosa-it.XXXXXX")
 BROKER_PID=
 SERVE_PID=
@@ -34,7 +37,7 @@ it_cleanup() {
 	if [ -n "$BROKER_PID" ]; then
 		broker_stop || true
 	fi
-	if [ "$IT_FAIL" -gt 0 ] || [ "$rc" -ne 0 ]; then
+	if [ "$CHECK_FAIL" -gt 0 ] || [ "$rc" -ne 0 ]; then
 		if [ -s "$T/broker.log" ]; then
 			echo "--- last 40 lines of the broker log ($T/broker.log) ---"
 			tail -n 40 "$T/broker.log" || true
@@ -44,21 +47,6 @@ it_cleanup() {
 }
 trap it_cleanup EXIT
 trap 'exit 130' INT TERM
-
-ok() {
-	IT_PASS=$((IT_PASS + 1))
-	echo "ok - $1"
-}
-
-fail() {
-	IT_FAIL=$((IT_FAIL + 1))
-	echo "FAIL - $1${2:+: $2}"
-}
-
-# check WHAT EXPECTED ACTUAL
-check_eq() {
-	if [ "$2" = "$3" ]; then ok "$1"; else fail "$1" "expected '$2', got '$3'"; fi
-}
 
 # check_ne WHAT UNEXPECTED ACTUAL
 check_ne() {
@@ -86,22 +74,8 @@ check_not_contains() {
 }
 
 it_finish() {
-	echo "$IT_NAME: $((IT_PASS + IT_FAIL)) checks, $IT_FAIL failed"
-	[ "$IT_FAIL" -eq 0 ]
-}
-
-# wait_until SECONDS WHAT COMMAND...: poll COMMAND until it succeeds.
-wait_until() {
-	local secs=$1 what=$2
-	shift 2
-	local deadline=$(($(date +%s) + secs))
-	until "$@" >/dev/null 2>&1; do
-		if [ "$(date +%s)" -ge "$deadline" ]; then
-			echo "timed out after ${secs}s waiting for $what" >&2
-			return 1
-		fi
-		sleep 0.05
-	done
+	echo "$IT_NAME: $((CHECK_PASS + CHECK_FAIL)) checks, $CHECK_FAIL failed"
+	[ "$CHECK_FAIL" -eq 0 ]
 }
 
 # jget PATH: a field of the JSON on stdin ("" if absent).

@@ -22,9 +22,8 @@ AGENT_PID=
 TAIL_PIDS=
 na_exit() {
 	local rc=$?
-	for p in $TAIL_PIDS $AGENT_PID; do kill -KILL "$p" 2>/dev/null || true; done
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "/etc/netns/$NS"
+	kill_all $TAIL_PIDS $AGENT_PID
+	netns_del "$NS"
 	(exit "$rc")
 	it_cleanup
 }
@@ -232,12 +231,8 @@ ctl_fails "miosactl audit tail gives the API's message" 1 "must be an HTTP statu
 ctl sandbox create --vsock-uds "$T/vm.sock"
 LIVE=$CTL_OUT
 check_match "sandbox with a hybrid-vsock path" '^sbx_' "$LIVE"
-mkdir -p "/etc/netns/$NS"
-echo "nameserver 192.0.2.53" >"/etc/netns/$NS/resolv.conf"
-ip netns add "$NS"
-ip netns exec "$NS" "$AGENT" --no-init --transport "unix:$T/vm.sock" --runtime-dir "$T/run" \
-	--resolv-conf "/etc/netns/$NS/resolv.conf" </dev/null >/dev/null 2>"$T/agent.log" &
-AGENT_PID=$!
+netns_add "$NS"
+agent_start "$NS" "$T/vm.sock" "$T/run" "$T/agent.log"
 exec_works() { [ "$("$MIOSACTL" exec "$LIVE" -- echo ready 2>/dev/null </dev/null)" = ready ]; }
 if wait_until 30 "exec through the agent" exec_works; then
 	ok "agent connected"

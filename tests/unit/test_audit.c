@@ -1,6 +1,5 @@
 /* Unit tests for audit.h: redaction, chain, writer, tail, query, export. */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "audit.h"
 #include "store.h"
 
@@ -31,18 +31,11 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	strcpy(f->root, "/tmp/miosa-audit-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (fixture_tmpdir("audit", f->root) != 0)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/state.db", f->root);
 	*state = f;
 	return 0;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
 }
 
 static int teardown(void **state)
@@ -51,7 +44,7 @@ static int teardown(void **state)
 
 	audit_writer_close(f->w);
 	store_close(f->st);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

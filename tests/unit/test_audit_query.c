@@ -11,7 +11,6 @@
  * audit_filter_match().
  */
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "audit.h"
 #include "store.h"
 
@@ -101,12 +101,6 @@ static void merged_row(struct fx *f, int64_t i)
 	}
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int group_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -114,8 +108,7 @@ static int group_setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->root, "/tmp/miosa-audit-query-XXXXXX");
-	if (!mkdtemp(f->root) || store_open(f->root, &f->st, f->err, sizeof(f->err)) != 0 ||
+	if (fixture_tmpdir("audit-query", f->root) != 0 || store_open(f->root, &f->st, f->err, sizeof(f->err)) != 0 ||
 	    store_begin_write(f->st) != 0)
 		return -1;
 	r = &f->row;
@@ -155,7 +148,7 @@ static int group_teardown(void **state)
 	struct fx *f = *state;
 
 	store_close(f->st);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

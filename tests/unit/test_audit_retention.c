@@ -3,7 +3,6 @@
  * pruned as links of the same chain (with their rows, or left behind a kept
  * row), an anchor that is a completion. */
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "audit.h"
 #include "audit_retention.h"
 #include "store.h"
@@ -37,8 +37,7 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	strcpy(f->root, "/tmp/miosa-audit-ret-XXXXXX");
-	if (!f || !mkdtemp(f->root))
+	if (!f || fixture_tmpdir("audit-ret", f->root) != 0)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/state.db", f->root);
 	if (audit_writer_open(f->root, NULL, &f->w, f->err, sizeof(f->err)) != 0 ||
@@ -48,19 +47,13 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct fx *f = *state;
 
 	audit_writer_close(f->w);
 	store_close(f->st);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
 #include <regex.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "audit.h"
 #include "control_api.h"
 #include "policy.h"
@@ -224,12 +224,11 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->root, "/tmp/miosa-capi-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (fixture_tmpdir("capi", f->root) != 0)
 		return -1;
-	snprintf(f->key_path, sizeof(f->key_path), "%s/master.key", f->root);
 	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->root);
-	if (master_key_load_or_create(f->key_path, &f->key, f->err, sizeof(f->err)) != 1 ||
+	if (fixture_master_key(f->root, f->key_path, sizeof(f->key_path), &f->key,
+			       f->err, sizeof(f->err)) != 0 ||
 	    control_api_open(f->state_dir, f->key, &f->api, f->err, sizeof(f->err)) != 0 ||
 	    control_api_bootstrap(f->api, f->err, sizeof(f->err)) != 0) {
 		fprintf(stderr, "setup: %s\n", f->err);
@@ -246,19 +245,13 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	control_api_close(f->api);
 	master_key_free(f->key);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

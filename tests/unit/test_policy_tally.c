@@ -7,7 +7,6 @@
  * policy write moves the generation before it returns.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,6 +19,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "policy.h"
 #include "policy_tally.h"
 #include "store.h"
@@ -40,42 +40,21 @@ struct fixture {
 	char err[512];
 };
 
-static int add_sandbox(struct store *st, const char *id)
-{
-	struct tenancy_sandbox *s = calloc(1, sizeof(*s));
-	int r;
-
-	if (!s)
-		return -ENOMEM;
-	snprintf(s->id, sizeof(s->id), "%s", id);
-	snprintf(s->tenant_id, sizeof(s->tenant_id), "t1");
-	s->transport.kind = TENANCY_TRANSPORT_NONE;
-	s->created_at_us = T0;
-	r = store_sandbox_insert(st, s);
-	free(s);
-	return r;
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct tenancy_tenant t = { .id = "t1", .name = "Tenant One", .created_at_us = T0 };
-	struct store *st = NULL;
+	static const char *const sandboxes[] = { SBX_A, SBX_B, SBX_GONE, NULL };
 
 	if (!f)
 		return -1;
-	strcpy(f->root, "/tmp/miosa-tally-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (fixture_tmpdir("tally", f->root) != 0)
 		return -1;
 	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->root);
-	if (store_open(f->state_dir, &st, f->err, sizeof(f->err)) != 0 ||
-	    store_tenant_insert(st, &t) != 0 || add_sandbox(st, SBX_A) != 0 ||
-	    add_sandbox(st, SBX_B) != 0 || add_sandbox(st, SBX_GONE) != 0) {
-		fprintf(stderr, "setup: %s / %s\n", f->err, store_errmsg(st));
-		store_close(st);
+	if (fixture_store_seed(f->state_dir, "t1", "Tenant One", T0, sandboxes, f->err,
+			       sizeof(f->err)) != 0) {
+		fprintf(stderr, "setup: %s\n", f->err);
 		return -1;
 	}
-	store_close(st);
 	if (policy_open(f->state_dir, &f->p, f->err, sizeof(f->err)) != 0 ||
 	    policy_tally_open(f->state_dir, FLUSH_MS_IDLE, &f->t, f->err, sizeof(f->err)) != 0) {
 		fprintf(stderr, "setup: %s\n", f->err);
@@ -85,19 +64,13 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	policy_tally_close(f->t);
 	policy_close(f->p);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

@@ -16,7 +16,6 @@
  * another process, and reads again through the first handles.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "audit.h"
 #include "control_api.h"
 #include "control_api_internal.h"
@@ -204,12 +204,11 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->root, "/tmp/miosa-fresh-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (fixture_tmpdir("fresh", f->root) != 0)
 		return -1;
-	snprintf(f->key_path, sizeof(f->key_path), "%s/master.key", f->root);
 	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->root);
-	if (master_key_load_or_create(f->key_path, &f->key, f->err, sizeof(f->err)) != 1 ||
+	if (fixture_master_key(f->root, f->key_path, sizeof(f->key_path), &f->key,
+			       f->err, sizeof(f->err)) != 0 ||
 	    tenancy_open(f->state_dir, f->key, &t, f->err, sizeof(f->err)) != 0 ||
 	    tenancy_tenant_ensure(t, "default", NULL) < 0 ||
 	    tenancy_sandbox_create(t, &spec, &sbx) != 0) {
@@ -223,21 +222,13 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	handles_close(&f->rd);
 	master_key_free(f->key);
-	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

@@ -1,6 +1,5 @@
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "mitm_ca.h"
 #include "sandbox_ca.h"
 #include "store.h"
@@ -40,13 +40,12 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->root, "/tmp/miosa-tenancy-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (fixture_tmpdir("tenancy", f->root) != 0)
 		return -1;
-	snprintf(f->key_path, sizeof(f->key_path), "%s/master.key", f->root);
 	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->root);
 	snprintf(f->db_path, sizeof(f->db_path), "%s/state/state.db", f->root);
-	if (master_key_load_or_create(f->key_path, &f->key, f->err, sizeof(f->err)) != 1 ||
+	if (fixture_master_key(f->root, f->key_path, sizeof(f->key_path), &f->key,
+			       f->err, sizeof(f->err)) != 0 ||
 	    tenancy_open(f->state_dir, f->key, &f->t, f->err, sizeof(f->err)) != 0 ||
 	    vault_open(f->state_dir, f->key, &f->v, f->err, sizeof(f->err)) != 0 ||
 	    tenancy_tenant_create(f->t, "t1", "Tenant One", NULL) != 0 ||
@@ -58,12 +57,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -71,7 +64,7 @@ static int teardown(void **state)
 	tenancy_close(f->t);
 	vault_close(f->v);
 	master_key_free(f->key);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }

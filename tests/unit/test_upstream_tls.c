@@ -4,7 +4,6 @@
  * ossl_err shim it reports failures through.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "fixture.h"
 #include "ossl_err.h"
 #include "upstream_tls.h"
 
@@ -112,8 +112,7 @@ static int group_setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->dir, "/tmp/miosa-utls-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (fixture_tmpdir("utls", f->dir) != 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd), make_certs, f->dir);
 	status = system(cmd);
@@ -135,12 +134,6 @@ static int group_setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int group_teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -148,7 +141,7 @@ static int group_teardown(void **state)
 	SSL_CTX_free(f->good);
 	SSL_CTX_free(f->self);
 	SSL_CTX_free(f->old);
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->dir);
 	free(f);
 	return 0;
 }

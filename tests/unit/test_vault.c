@@ -1,6 +1,5 @@
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "store.h"
 #include "vault.h"
 
@@ -36,14 +36,13 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->root, "/tmp/miosa-vault-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (fixture_tmpdir("vault", f->root) != 0)
 		return -1;
 	/* The key lives apart from the state directory (M7). */
-	snprintf(f->key_path, sizeof(f->key_path), "%s/master.key", f->root);
 	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->root);
 	snprintf(f->db_path, sizeof(f->db_path), "%s/state/state.db", f->root);
-	if (master_key_load_or_create(f->key_path, &f->key, f->err, sizeof(f->err)) != 1 ||
+	if (fixture_master_key(f->root, f->key_path, sizeof(f->key_path), &f->key,
+			       f->err, sizeof(f->err)) != 0 ||
 	    vault_open(f->state_dir, f->key, &f->v, f->err, sizeof(f->err)) != 0) {
 		fprintf(stderr, "setup: %s\n", f->err);
 		return -1;
@@ -52,19 +51,13 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	vault_close(f->v);
 	master_key_free(f->key);
-	nftw(f->root, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	fixture_rmtree(f->root);
 	free(f);
 	return 0;
 }
