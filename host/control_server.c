@@ -21,6 +21,7 @@
 #include "control_api.h"
 #include "http1.h"
 #include "log.h"
+#include "uds_path.h"
 
 #define CS_BUF_SIZE ((size_t)CONTROL_SERVER_HEAD_MAX + CONTROL_API_MAX_BODY)
 #define CS_BACKLOG 128
@@ -1154,51 +1155,18 @@ static int cs_sockaddr_un(const char *path, struct sockaddr_un *ret_sun)
 	return 0;
 }
 
-/* Is a listener behind the socket at path?  1 yes, 0 stale, or -errno. */
-static int cs_socket_alive(const struct sockaddr_un *sun)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	/* A live listener accepts (or has a full backlog: EAGAIN); a stale one refuses. */
-	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0)
-		r = 1;
-	else if (errno == EAGAIN || errno == EINPROGRESS)
-		r = 1;
-	else if (errno == ECONNREFUSED || errno == ENOENT)
-		r = 0;
-	else
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 /* Make the path free for bind(): nothing there, or a stale socket removed. */
 static int cs_clear_path(const char *path, const struct sockaddr_un *sun,
 			 char *err, size_t err_size)
 {
-	struct stat st;
+	const char *why = NULL;
+	bool removed;
 	int r;
 
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return cs_fail(err, err_size, -errno, "control socket %s: %m", path);
-	}
-	if (!S_ISSOCK(st.st_mode))
-		return cs_fail(err, err_size, -EEXIST,
-			       "control socket %s exists and is not a socket; refusing to replace it", path);
-	r = cs_socket_alive(sun);
-	if (r > 0)
-		return cs_fail(err, err_size, -EADDRINUSE,
-			       "control socket %s is in use by another process", path);
-	if (r < 0)
-		return cs_fail(err, err_size, r, "cannot probe control socket %s: %m", path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return cs_fail(err, err_size, -errno, "cannot remove stale control socket %s: %m", path);
-	log_event(LOG_LEVEL_INFO, "control_socket_stale_removed", "path", path);
+	if ((r = uds_path_clear(sun, &removed, &why)) < 0)
+		return cs_fail(err, err_size, r, "control socket %s %s: %s", path, why, strerror(-r));
+	if (removed)
+		log_event(LOG_LEVEL_INFO, "control_socket_stale_removed", "path", path);
 	return 0;
 }
 

@@ -27,6 +27,7 @@
 #include <linux/vm_sockets.h>
 
 #include "log.h"
+#include "uds_path.h"
 
 /* A guest opens a stream per connection and DNS query: a burst of a few
  * hundred must not meet a full accept queue (connect() would fail EAGAIN). */
@@ -47,45 +48,18 @@ static void gw_listener_log(const struct gw_sandbox *sb, int level, const char *
 	log_end(&l);
 }
 
-/* 1: a live listener is there; 0: stale; -errno. */
-static int gw_socket_alive(const struct sockaddr_un *sun)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN ||
-	    errno == EINPROGRESS)
-		r = 1;
-	else if (errno == ECONNREFUSED || errno == ENOENT)
-		r = 0;
-	else
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 static int gw_clear_path(struct gw_sandbox *sb, const struct sockaddr_un *sun)
 {
-	struct stat st;
+	const char *why = NULL;
+	bool removed;
 	int r;
 
-	if (lstat(sb->listen_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		gw_listener_log(sb, LOG_LEVEL_ERROR, "guest_listener_failed",
-				"path exists and is not a socket; refusing to replace it", 0);
-		return -EEXIST;
+	if ((r = uds_path_clear(sun, &removed, &why)) < 0) {
+		gw_listener_log(sb, LOG_LEVEL_ERROR, "guest_listener_failed", why, r);
+		return r;
 	}
-	if ((r = gw_socket_alive(sun)) != 0) {
-		gw_listener_log(sb, LOG_LEVEL_ERROR, "guest_listener_failed",
-				r > 0 ? "path is in use by another process" : "cannot probe path", r);
-		return r > 0 ? -EADDRINUSE : r;
-	}
-	if (unlink(sb->listen_path) < 0 && errno != ENOENT)
-		return -errno;
-	gw_listener_log(sb, LOG_LEVEL_INFO, "guest_socket_stale_removed", "stale", 0);
+	if (removed)
+		gw_listener_log(sb, LOG_LEVEL_INFO, "guest_socket_stale_removed", "stale", 0);
 	return 0;
 }
 

@@ -74,21 +74,7 @@ struct msg {
 typedef int (*handler_fn)(struct vhost_user *dev, struct msg *m, uint8_t *reply, size_t *reply_len,
 			  const char **why);
 
-/* ---- little-endian reads through the cursor ---- */
-
-static int get_le(struct cursor *c, size_t width, uint64_t *ret_value)
-{
-	const uint8_t *b;
-	uint64_t v = 0;
-	int r;
-
-	if ((r = cursor_get_bytes(c, width, &b)) < 0)
-		return r;
-	for (size_t i = width; i > 0; i--)
-		v = (v << 8) | b[i - 1];
-	*ret_value = v;
-	return 0;
-}
+/* ---- little-endian writes (reads go through cursor_get_le) ---- */
 
 static void put_le(uint8_t *out, uint64_t value, size_t width)
 {
@@ -247,7 +233,7 @@ static int get_u64_payload(const struct msg *m, uint64_t *ret)
 	struct cursor c;
 
 	cursor_init(&c, m->payload, m->size);
-	return get_le(&c, 8, ret);
+	return cursor_get_le(&c, 8, ret);
 }
 
 static int h_get_features(struct vhost_user *dev, struct msg *m, uint8_t *reply, size_t *reply_len,
@@ -327,7 +313,7 @@ static int h_set_mem_table(struct vhost_user *dev, struct msg *m, uint8_t *reply
 
 	(void)reply, (void)reply_len;
 	cursor_init(&c, m->payload, m->size);
-	if (get_le(&c, 4, &n) < 0 || get_le(&c, 4, &pad) < 0)
+	if (cursor_get_le(&c, 4, &n) < 0 || cursor_get_le(&c, 4, &pad) < 0)
 		return -EBADMSG;
 	if (n == 0 || n > GUEST_MEM_MAX_REGIONS || cursor_remaining(&c) != n * MEM_REGION_SIZE) {
 		*why = "SET_MEM_TABLE region count does not match its size or exceeds 8";
@@ -340,8 +326,8 @@ static int h_set_mem_table(struct vhost_user *dev, struct msg *m, uint8_t *reply
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t gpa, size, uva, off;
 
-		if (get_le(&c, 8, &gpa) < 0 || get_le(&c, 8, &size) < 0 || get_le(&c, 8, &uva) < 0 ||
-		    get_le(&c, 8, &off) < 0)
+		if (cursor_get_le(&c, 8, &gpa) < 0 || cursor_get_le(&c, 8, &size) < 0 || cursor_get_le(&c, 8, &uva) < 0 ||
+		    cursor_get_le(&c, 8, &off) < 0)
 			return -EBADMSG;
 		if ((r = guest_mem_map(&fresh, m->fds[i], gpa, size, uva, off)) < 0) {
 			*why = "SET_MEM_TABLE region cannot be mapped";
@@ -384,7 +370,7 @@ static int get_vring_state(struct msg *m, unsigned *ret_index, uint32_t *ret_num
 	uint64_t index, num;
 
 	cursor_init(&c, m->payload, m->size);
-	if (get_le(&c, 4, &index) < 0 || get_le(&c, 4, &num) < 0)
+	if (cursor_get_le(&c, 4, &index) < 0 || cursor_get_le(&c, 4, &num) < 0)
 		return -EBADMSG;
 	if (index >= VHOST_USER_NUM_VRINGS) {
 		*why = "vring index out of range";
@@ -463,8 +449,8 @@ static int h_set_vring_addr(struct vhost_user *dev, struct msg *m, uint8_t *repl
 
 	(void)reply, (void)reply_len;
 	cursor_init(&c, m->payload, m->size);
-	if (get_le(&c, 4, &index) < 0 || get_le(&c, 4, &flags) < 0 || get_le(&c, 8, &desc) < 0 ||
-	    get_le(&c, 8, &used) < 0 || get_le(&c, 8, &avail) < 0 || get_le(&c, 8, &logaddr) < 0)
+	if (cursor_get_le(&c, 4, &index) < 0 || cursor_get_le(&c, 4, &flags) < 0 || cursor_get_le(&c, 8, &desc) < 0 ||
+	    cursor_get_le(&c, 8, &used) < 0 || cursor_get_le(&c, 8, &avail) < 0 || cursor_get_le(&c, 8, &logaddr) < 0)
 		return -EBADMSG;
 	if (index >= VHOST_USER_NUM_VRINGS) {
 		*why = "vring index out of range";
@@ -600,7 +586,7 @@ static int h_get_config(struct vhost_user *dev, struct msg *m, uint8_t *reply, s
 	uint64_t off, size, flags;
 
 	cursor_init(&c, m->payload, m->size);
-	if (get_le(&c, 4, &off) < 0 || get_le(&c, 4, &size) < 0 || get_le(&c, 4, &flags) < 0)
+	if (cursor_get_le(&c, 4, &off) < 0 || cursor_get_le(&c, 4, &size) < 0 || cursor_get_le(&c, 4, &flags) < 0)
 		return -EBADMSG;
 	if (size > VHOST_USER_MAX_CONFIG_SIZE || off > VHOST_USER_MAX_CONFIG_SIZE - size ||
 	    cursor_remaining(&c) != size) {
@@ -718,7 +704,7 @@ int vhost_user_handle_message(struct vhost_user *dev, const uint8_t *bytes, size
 		goto out;
 	}
 	cursor_init(&c, bytes, len);
-	if (get_le(&c, 4, &request) < 0 || get_le(&c, 4, &flags) < 0 || get_le(&c, 4, &size) < 0) {
+	if (cursor_get_le(&c, 4, &request) < 0 || cursor_get_le(&c, 4, &flags) < 0 || cursor_get_le(&c, 4, &size) < 0) {
 		r = -EBADMSG;
 		why = "message shorter than its header";
 		goto out;

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "uds_path.h"
 #include "vsock_mux_internal.h"
 
 #define MUX_BACKLOG 128
@@ -216,41 +217,6 @@ static void mux_on_connection(uv_stream_t *server, int status)
 	vsock_mux__notify(mux);
 }
 
-/* 1: something accepts on the path; 0: a stale socket; -errno. */
-static int mux_socket_alive(const struct sockaddr_un *sun)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN ||
-	    errno == EINPROGRESS)
-		r = 1;
-	else if (errno == ECONNREFUSED || errno == ENOENT)
-		r = 0;
-	else
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-static int mux_clear_path(const char *path, const struct sockaddr_un *sun)
-{
-	struct stat st;
-	int r;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	if ((r = mux_socket_alive(sun)) != 0)
-		return r > 0 ? -EADDRINUSE : r;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
 /* The socket is made by hand so that it is 0600 from its first instant
  * (fchmod before bind; Linux gives the inode the socket's mode). */
 static int mux_listen_fd(struct vsock_mux *mux, int *ret_fd)
@@ -261,8 +227,8 @@ static int mux_listen_fd(struct vsock_mux *mux, int *ret_fd)
 	int fd = -1, r;
 
 	memcpy(sun.sun_path, mux->uds_path, n + 1);
-	if ((r = mux_clear_path(mux->uds_path, &sun)) < 0)
-		return r;
+	if ((r = uds_path_clear(&sun, &(bool){ false }, &(const char *){ NULL })) < 0)
+		return r; /* vsock_mux_new() documents -EEXIST / -EADDRINUSE */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || fchmod(fd, 0600) < 0 ||
 	    bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) < 0) {

@@ -5,20 +5,6 @@
 
 #include "cursor.h"
 
-static int get_le(struct cursor *c, size_t width, uint64_t *ret_value)
-{
-	const uint8_t *b;
-	uint64_t v = 0;
-	int r;
-
-	if ((r = cursor_get_bytes(c, width, &b)) < 0)
-		return r;
-	for (size_t i = width; i > 0; i--)
-		v = (v << 8) | b[i - 1];
-	*ret_value = v;
-	return 0;
-}
-
 int vsock_hdr_decode(const uint8_t *bytes, size_t len, struct vsock_hdr *ret_hdr)
 {
 	struct cursor c;
@@ -27,11 +13,11 @@ int vsock_hdr_decode(const uint8_t *bytes, size_t len, struct vsock_hdr *ret_hdr
 	if (len < VSOCK_HDR_SIZE)
 		return -ENODATA;
 	cursor_init(&c, bytes, VSOCK_HDR_SIZE);
-	if (get_le(&c, 8, &src_cid) < 0 || get_le(&c, 8, &dst_cid) < 0 ||
-	    get_le(&c, 4, &src_port) < 0 || get_le(&c, 4, &dst_port) < 0 ||
-	    get_le(&c, 4, &plen) < 0 || get_le(&c, 2, &type) < 0 || get_le(&c, 2, &op) < 0 ||
-	    get_le(&c, 4, &flags) < 0 || get_le(&c, 4, &buf_alloc) < 0 ||
-	    get_le(&c, 4, &fwd_cnt) < 0)
+	if (cursor_get_le(&c, 8, &src_cid) < 0 || cursor_get_le(&c, 8, &dst_cid) < 0 ||
+	    cursor_get_le(&c, 4, &src_port) < 0 || cursor_get_le(&c, 4, &dst_port) < 0 ||
+	    cursor_get_le(&c, 4, &plen) < 0 || cursor_get_le(&c, 2, &type) < 0 || cursor_get_le(&c, 2, &op) < 0 ||
+	    cursor_get_le(&c, 4, &flags) < 0 || cursor_get_le(&c, 4, &buf_alloc) < 0 ||
+	    cursor_get_le(&c, 4, &fwd_cnt) < 0)
 		return -ENODATA;
 	*ret_hdr = (struct vsock_hdr){
 		.src_cid = src_cid,

@@ -65,6 +65,22 @@ int cursor_get_u32be(struct cursor *c, uint32_t *ret_value)
 	return 0;
 }
 
+int cursor_get_le(struct cursor *c, size_t width, uint64_t *ret_value)
+{
+	const uint8_t *p;
+	uint64_t v = 0;
+	int r;
+
+	if (width < 1 || width > 8)
+		return -EINVAL;
+	if ((r = cursor_get_bytes(c, width, &p)) != 0)
+		return r;
+	for (size_t i = width; i > 0; i--)
+		v = v << 8 | p[i - 1];
+	*ret_value = v;
+	return 0;
+}
+
 int cursor_find(const struct cursor *c, uint8_t byte, size_t limit, size_t *ret_index)
 {
 	size_t span = cursor_remaining(c);

@@ -41,6 +41,9 @@ __attribute__((warn_unused_result))
 int cursor_get_u16be(struct cursor *c, uint16_t *ret_value);
 __attribute__((warn_unused_result))
 int cursor_get_u32be(struct cursor *c, uint32_t *ret_value);
+/* width (1..8, else -EINVAL) little-endian bytes: virtio and vhost-user fields. */
+__attribute__((warn_unused_result))
+int cursor_get_le(struct cursor *c, size_t width, uint64_t *ret_value);
 __attribute__((warn_unused_result))
 int cursor_peek_u8(const struct cursor *c, uint8_t *ret_value);
 /* A view of the next n bytes; the cursor moves past them. */

@@ -45,6 +45,30 @@ static void test_short_read_fails_without_moving_or_writing(void **state)
 	assert_int_equal(cursor_skip(&c, 1), -ENODATA);
 }
 
+static void test_reads_little_endian_of_each_width(void **state)
+{
+	static const uint8_t bytes[] = { 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0xff };
+	struct cursor c;
+	uint64_t v = 42;
+
+	(void)state;
+	cursor_init(&c, bytes, sizeof(bytes));
+	assert_int_equal(cursor_get_le(&c, 8, &v), 0);
+	assert_true(v == 0x0807060504030201ull);
+	assert_int_equal(cursor_get_le(&c, 1, &v), 0);
+	assert_true(v == 0xff);
+	cursor_init(&c, bytes, 3);
+	assert_int_equal(cursor_get_le(&c, 2, &v), 0);
+	assert_true(v == 0x0201);
+	v = 42;
+	assert_int_equal(cursor_get_le(&c, 2, &v), -ENODATA); /* one byte left */
+	assert_true(v == 42);
+	assert_int_equal(cursor_remaining(&c), 1);
+	assert_int_equal(cursor_get_le(&c, 0, &v), -EINVAL);
+	assert_int_equal(cursor_get_le(&c, 9, &v), -EINVAL);
+	assert_true(v == 42);
+}
+
 static void test_find_is_bounded_by_limit_and_remaining(void **state)
 {
 	(void)state;
@@ -68,6 +92,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reads_big_endian_integers_in_order),
 		cmocka_unit_test(test_short_read_fails_without_moving_or_writing),
+		cmocka_unit_test(test_reads_little_endian_of_each_width),
 		cmocka_unit_test(test_find_is_bounded_by_limit_and_remaining),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
