@@ -27,8 +27,8 @@
  * the connection, so a blocked HTTPS call gets a readable 403, not a DNS
  * failure):
  *   - A for a host name: one A record with its address, TTL DNS_SYNTH_TTL
- *     (short, so a guest cache never outlives a broker restart that lost an
- *     unpersisted map by more than a minute; the guest stub does not cache);
+ *     (short; the broker persists maps, guest_dns_map.c, so a restart keeps
+ *     every cached answer valid; the guest stub does not cache);
  *   - any other type (AAAA, HTTPS/SVCB, MX, TXT, ANY, ...) for a host name:
  *     NOERROR with no data (NODATA).  No AAAA so clients use the IPv4 catch;
  *     no HTTPS/SVCB so they fall back to A instead of trying ECH or

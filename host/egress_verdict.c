@@ -54,6 +54,7 @@
 #include "log.h"
 #include "policy.h"
 #include "policy_tally.h"
+#include "store.h"
 #include "swap.h"
 #include "tenancy.h"
 
@@ -127,9 +128,11 @@ int gw_worker_ctx_get(struct guest_gateway *gw, struct gw_worker_ctx **ret_ctx)
 	if ((r = vault_open(gw->state_dir, gw->opts.master_key, &ctx->vault, err, sizeof(err))) < 0 ||
 	    (r = tenancy_open(gw->state_dir, gw->opts.master_key, &ctx->tenancy, err,
 			      sizeof(err))) < 0 ||
-	    (r = policy_open(gw->state_dir, &ctx->policy, err, sizeof(err))) < 0) {
+	    (r = policy_open(gw->state_dir, &ctx->policy, err, sizeof(err))) < 0 ||
+	    (r = store_open(gw->state_dir, &ctx->st, err, sizeof(err))) < 0) {
 		log_event(LOG_LEVEL_ERROR, "egress_worker_open_failed", "reason", err);
 		gw_cache_clear(ctx);
+		store_close(ctx->st);
 		policy_close(ctx->policy);
 		tenancy_close(ctx->tenancy);
 		vault_close(ctx->vault);
@@ -157,6 +160,7 @@ void gw_worker_ctx_close_all(struct guest_gateway *gw)
 	for (; ctx; ctx = next) {
 		next = ctx->next;
 		gw_cache_clear(ctx);
+		store_close(ctx->st);
 		policy_close(ctx->policy);
 		tenancy_close(ctx->tenancy);
 		vault_close(ctx->vault);

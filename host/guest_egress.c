@@ -105,7 +105,7 @@ static void gw_eg_log(struct gw_conn *c, int level, const char *event, const cha
 	log_end(&l);
 }
 
-static int gw_send_open_result(struct gw_conn *c, bool ok, const char *reason)
+int gw_send_open_result(struct gw_conn *c, bool ok, const char *reason)
 {
 	Miosa__OpenResult res = MIOSA__OPEN_RESULT__INIT;
 	struct wire_error we;
@@ -230,8 +230,7 @@ void gw_egress_open(struct gw_conn *c, const Miosa__EgressOpen *open, const uint
 	char name[HOST_PATTERN_BUF];
 	int r = -ENOENT;
 
-	/* The guest waits for OpenResult; stop reading until the relay runs. */
-	uv_read_stop(&c->h.stream);
+	/* guest_dns_map.c loaded the map (NULL only for an oversize address). */
 	if (c->sb->dns)
 		r = dns_synth_reverse_bytes(c->sb->dns, open->dst_addr.data, open->dst_addr.len,
 					    name);

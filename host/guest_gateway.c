@@ -163,6 +163,7 @@ static void gw_sandbox_add(struct guest_gateway *gw, const char *id, const char 
 		log_event(LOG_LEVEL_ERROR, "gateway_sandbox_lost", "sandbox", id);
 		return;
 	}
+	sb->dns_wait_tail = &sb->dns_wait_head;
 	sb->gw = gw;
 	snprintf(sb->id, sizeof(sb->id), "%s", id);
 	snprintf(sb->tenant_id, sizeof(sb->tenant_id), "%s", tenant_id);

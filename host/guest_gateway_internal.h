@@ -2,8 +2,10 @@
  * guest_gateway_internal — what the gateway's files share:
  * guest_gateway.c (registry, control API events, exec, env resolution),
  * guest_listener.c (UDS and AF_VSOCK listeners), guest_session.c (one guest
- * connection: GuestOpen dispatch, control and dns streams) and
- * guest_egress.c (egress streams: OpenResult and the raw relay seam).
+ * connection: GuestOpen dispatch, control and dns streams),
+ * guest_dns_map.c (the sandbox's DNS map: loaded from and written to the
+ * store before use) and guest_egress.c (egress streams: OpenResult and the
+ * raw relay seam).
  * Everything here is loop-thread only unless stated.
  */
 #ifndef MIOSA_GUEST_GATEWAY_INTERNAL_H
@@ -27,6 +29,7 @@
 #include "wire.h"
 
 struct audit_writer;
+struct store;
 struct dns_synth;
 struct egress_http;
 struct eh_up;
@@ -40,6 +43,7 @@ struct gw_egress;
 struct gw_event;
 struct gw_exec_job;
 struct gw_exec;
+struct gw_dns_wait;
 
 struct gw_binding {
 	char name[WIRE_ENV_NAME_MAX + 1];
@@ -58,7 +62,15 @@ struct gw_sandbox {
 	char listen_path[108];
 	dev_t listen_dev;
 	ino_t listen_ino;
-	struct dns_synth *dns;        /* lazily, on the first dns stream */
+	/* The synthetic DNS map (guest_dns_map.c): loaded from the store on a
+	 * worker before the first dns or egress stream uses it; dns_busy while
+	 * that load or the store write of a new mapping is in flight, when
+	 * every dns and egress stream of the sandbox waits in dns_wait (FIFO,
+	 * bounded by the per-sandbox connection cap). */
+	struct dns_synth *dns;
+	bool dns_loaded;
+	bool dns_busy;
+	struct gw_dns_wait *dns_wait_head, **dns_wait_tail;
 	/* TLS interception: the sandbox CA (with its key) and its leaf_mint,
 	 * loaded lazily on a worker by the first TLS stream; freed with the
 	 * sandbox (after its last connection, so no handshake still needs them). */
@@ -165,8 +177,18 @@ void gw_conn_unref(struct gw_conn *c);
 int gw_conn_send_h2g(struct gw_conn *c, const Miosa__HostToGuest *msg);
 int gw_conn_send_bytes(struct gw_conn *c, const uint8_t *data, size_t len, bool close_after);
 void gw_log_conn(struct gw_conn *c, int level, const char *event, const char *reason);
+/* Frame answer as the dns stream's DnsAnswer, then close the stream. */
+void gw_dns_send(struct gw_conn *c, const uint8_t *answer, size_t answer_len);
+
+/* guest_dns_map.c: a dns stream's query, and an egress stream's open (its
+ * reading stopped), run once the sandbox's map is loaded and no new
+ * mapping is being stored. */
+void gw_dns_map_query(struct gw_conn *c, const uint8_t *query, size_t len);
+void gw_dns_map_egress(struct gw_conn *c, const Miosa__EgressOpen *open, const uint8_t *rest,
+		       size_t rest_len);
 
 /* guest_egress.c */
+int gw_send_open_result(struct gw_conn *c, bool ok, const char *reason);
 void gw_egress_open(struct gw_conn *c, const Miosa__EgressOpen *open, const uint8_t *rest,
 		    size_t rest_len);
 /*
@@ -207,6 +229,7 @@ struct gw_cache_entry {
 };
 
 struct gw_worker_ctx {
+	struct store *st;                /* guest_dns_map.c */
 	struct vault *vault;
 	struct tenancy *tenancy;
 	struct policy *policy;

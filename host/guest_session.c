@@ -9,8 +9,9 @@
  * GUEST_GATEWAY_PING_INTERVAL_MS; a stream whose previous Ping is still
  * unanswered when the next is due is closed (the agent reconnects).
  *
- * Dns: one DnsQuery -> dns_synth_answer() on the sandbox's map (made on the
- * first query, owned by the loop) -> DnsAnswer -> close.  A query that gets
+ * Dns: one DnsQuery -> dns_synth_answer() on the sandbox's map (loaded from
+ * the store first, new mappings stored before the answer: guest_dns_map.c)
+ * -> DnsAnswer -> close.  A query that gets
  * no answer (no header, QR set) -> close.
  *
  * Errors: a malformed or oversize frame, a wrong message or a write failure
@@ -29,7 +30,6 @@
 
 #include <sodium.h>
 
-#include "dns_synth.h"
 #include "log.h"
 
 struct gw_write {
@@ -265,53 +265,35 @@ static void gw_open_control(struct gw_conn *c, const Miosa__GuestOpen *open, con
 
 /* ---- dns stream ---------------------------------------------------------- */
 
-static void gw_open_dns(struct gw_conn *c, const Miosa__GuestOpen *open, const uint8_t *rest,
-			size_t rest_len)
+/* Send one answer as the stream's only frame, then close. */
+void gw_dns_send(struct gw_conn *c, const uint8_t *answer, size_t answer_len)
 {
 	Miosa__DnsAnswer ans = MIOSA__DNS_ANSWER__INIT;
 	struct wire_error we = { "", "", "" };
-	struct dns_synth_info info;
-	uint8_t out[DNS_WIRE_ANSWER_MAX];
-	uint8_t *frame = NULL;
-	size_t out_len, len;
-	int r;
+	uint8_t *frame;
+	size_t len;
 
-	(void)rest;
-	(void)rest_len;
-	c->kind = GW_CONN_DNS;
-	uv_read_stop(&c->h.stream);
-	if (!c->sb->dns && (r = dns_synth_new(NULL, &c->sb->dns)) < 0) {
-		gw_conn_close(c, "cannot create the sandbox's DNS map");
-		return;
-	}
-	r = dns_synth_answer(c->sb->dns, open->dns->packet.data, open->dns->packet.len, out,
-			     sizeof(out), &out_len, &info);
-	if (r < 0) {
-		gw_conn_close(c, "query gets no answer");
-		return;
-	}
-	if (log_enabled(LOG_LEVEL_DEBUG)) {
-		struct log_line l;
-
-		if (log_begin(&l, LOG_LEVEL_DEBUG, "guest_dns")) {
-			log_str(&l, "sandbox", c->sb->id);
-			log_peer(&l, "qname", info.qname_text, strlen(info.qname_text));
-			log_uint(&l, "qtype", info.qtype);
-			log_uint(&l, "rcode", info.rcode);
-			log_end(&l);
-		}
-	}
-	ans.packet.data = out;
-	ans.packet.len = out_len;
+	ans.packet.data = (uint8_t *)answer;
+	ans.packet.len = answer_len;
 	if (!(frame = malloc(FRAME_MAX_SIZE))) {
 		gw_conn_close(c, "out of memory");
 		return;
 	}
-	if ((r = wire_frame_dns_answer(&ans, frame, FRAME_MAX_SIZE, &len, &we)) < 0)
+	if (wire_frame_dns_answer(&ans, frame, FRAME_MAX_SIZE, &len, &we) < 0)
 		gw_conn_close(c, "cannot encode the answer");
 	else
 		gw_conn_send_bytes(c, frame, len, true);
 	free(frame);
+}
+
+static void gw_open_dns(struct gw_conn *c, const Miosa__GuestOpen *open, const uint8_t *rest,
+			size_t rest_len)
+{
+	(void)rest;
+	(void)rest_len;
+	c->kind = GW_CONN_DNS;
+	uv_read_stop(&c->h.stream);
+	gw_dns_map_query(c, open->dns->packet.data, open->dns->packet.len);
 }
 
 /* ---- GuestOpen dispatch -------------------------------------------------- */
@@ -321,7 +303,9 @@ static void gw_open_egress_entry(struct gw_conn *c, const Miosa__GuestOpen *open
 {
 	c->kind = GW_CONN_EGRESS;
 	uv_timer_stop(&c->timer);
-	gw_egress_open(c, open->egress, rest, rest_len);
+	/* The guest waits for OpenResult; stop reading until the relay runs. */
+	uv_read_stop(&c->h.stream);
+	gw_dns_map_egress(c, open->egress, rest, rest_len);
 }
 
 typedef void (*gw_open_handler)(struct gw_conn *c, const Miosa__GuestOpen *open,

@@ -301,6 +301,32 @@ __attribute__((warn_unused_result))
 int store_api_key_revoke(struct store *st, const char *id, int64_t now_us);
 
 /*
+ * Synthetic DNS maps (dns_synth.h; migration 8): per sandbox, the address
+ * each name was answered with, so the map outlives a broker restart.  addr
+ * is host order inside 198.18.0.0/15; names are normalized by the caller
+ * (host_pattern_normalize_host) and re-checked only for length on the way
+ * out (dns_synth_import() validates the rest).
+ */
+struct store_dns_mapping {
+	uint32_t addr;
+	char name[HOST_PATTERN_BUF];
+};
+
+/* 0 = stored; -EEXIST: the sandbox already maps this address or this name;
+ * -ENOENT: no such sandbox (a mapping never outlives its sandbox);
+ * -EINVAL: addr outside the /15, or an empty or oversize name. */
+__attribute__((warn_unused_result))
+int store_dns_map_insert(struct store *st, const char *sandbox_id, uint32_t addr,
+			 const char *name);
+/* By address; -E2BIG past max.  Free *ret_rows with free(). */
+__attribute__((warn_unused_result))
+int store_dns_map_list(struct store *st, const char *sandbox_id, size_t max,
+		       struct store_dns_mapping **ret_rows, size_t *ret_n);
+/* Every mapping of a sandbox (tenancy_sandbox_delete); returns the count. */
+__attribute__((warn_unused_result))
+int store_dns_map_delete_sandbox(struct store *st, const char *sandbox_id);
+
+/*
  * Network policy rows (policy.h; migration 4), keyed by sandbox and removed
  * with it (ON DELETE CASCADE).  Writes for a sandbox that does not exist fail
  * with -ENOENT.  Patterns and hosts are host_pattern-normalized by the

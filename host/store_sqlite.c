@@ -245,6 +245,20 @@ static const char *const st_migrations[] = {
 	"CREATE INDEX IF NOT EXISTS audit_rows_by_id_time ON audit_rows (id, time_us);"
 	"CREATE INDEX IF NOT EXISTS audit_completions_by_status"
 	"  ON audit_completions (status, request_id);",
+	/* 8: synthetic DNS maps (dns_synth.h) — per sandbox, every name the
+	 * broker has answered with an address, so a broker restart keeps each
+	 * name on its address (a guest's cached answer or open connection
+	 * still reaches the name it resolved).  A name keeps its address and an
+	 * address its name: both pairs unique.  No foreign key (the insert
+	 * checks the sandbox exists; store_sandbox_delete() removes the rows).
+	 * addr is the host-order uint32 inside 198.18.0.0/15. */
+	"CREATE TABLE IF NOT EXISTS dns_map ("
+	"  sandbox_id TEXT NOT NULL CHECK (length(sandbox_id) BETWEEN 1 AND 256),"
+	"  addr INTEGER NOT NULL CHECK (addr BETWEEN 3323068416 AND 3323199487),"
+	"  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 253),"
+	"  PRIMARY KEY (sandbox_id, addr),"
+	"  UNIQUE (sandbox_id, name)"
+	") STRICT, WITHOUT ROWID;",
 };
 #define ST_SCHEMA_VERSION ((int)(sizeof(st_migrations) / sizeof(st_migrations[0])))
 

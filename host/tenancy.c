@@ -569,6 +569,25 @@ static int tn_forget(struct tenancy *t, struct vault *v, const struct tenancy_sa
 	return r < 0 ? tn_fail(t, r, "forget the sandbox's secrets: %s", vault_errmsg(v)) : 0;
 }
 
+/* The sandbox row and its DNS map rows (which have no foreign key to
+ * cascade from) in one transaction: a map never outlives its sandbox, and a
+ * sandbox that stays never loses its map (a map restarted from empty would
+ * hand a guest's cached addresses to other names). */
+static int tn_sandbox_delete_rows(struct tenancy *t, const char *id)
+{
+	int r;
+
+	if ((r = store_begin_write(t->st)) != 0)
+		return r;
+	if ((r = store_dns_map_delete_sandbox(t->st, id)) < 0 ||
+	    (r = store_sandbox_delete(t->st, id)) != 0 ||
+	    (r = store_commit(t->st)) != 0) {
+		store_rollback(t->st);
+		return r;
+	}
+	return 0;
+}
+
 int tenancy_sandbox_delete(struct tenancy *t, struct vault *v, const char *tenant_id,
 			   const char *id)
 {
@@ -582,7 +601,7 @@ int tenancy_sandbox_delete(struct tenancy *t, struct vault *v, const char *tenan
 	if ((r = tenancy_sandbox_get(t, tenant_id, id, row)) != 0 ||
 	    (r = tn_forget(t, v, row)) != 0)
 		goto out;
-	r = store_sandbox_delete(t->st, row->id);
+	r = tn_sandbox_delete_rows(t, row->id);
 	if (r == -ENOENT) /* deleted concurrently: same outcome */
 		r = tn_fail(t, r, "no sandbox %s", row->id);
 	else if (r != 0)

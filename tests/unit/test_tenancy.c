@@ -836,6 +836,123 @@ static void test_sandbox_from_schema_2_gets_its_ca_on_first_use(void **state)
 	assert_int_equal(db_count_cas(f, s.id), 0);
 }
 
+/* ---- synthetic DNS map rows ------------------------------------------------ */
+
+#define ADDR(c, d) (0xc6120000u | ((uint32_t)(c) << 8) | (uint32_t)(d)) /* 198.18.c.d */
+
+static struct store *open_store(struct fixture *f)
+{
+	struct store *st = NULL;
+
+	assert_int_equal(store_open(f->state_dir, &st, f->err, sizeof(f->err)), 0);
+	return st;
+}
+
+static void dns_insert_ok(struct store *st, const char *id, uint32_t addr, const char *name)
+{
+	int r = store_dns_map_insert(st, id, addr, name);
+
+	if (r != 0)
+		fail_msg("insert %s: %d %s", name, r, store_errmsg(st));
+}
+
+static void test_dns_map_rows_list_by_address_per_sandbox(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox a, b;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct store_dns_mapping *rows = NULL;
+	struct store *st;
+	size_t n = 99;
+
+	create_ok(f, &spec, &a);
+	create_ok(f, &spec, &b);
+	st = open_store(f);
+	assert_int_equal(store_dns_map_list(st, a.id, 10, &rows, &n), 0);
+	assert_int_equal(n, 0);
+	free(rows);
+	dns_insert_ok(st, a.id, ADDR(0, 3), "b.example");
+	dns_insert_ok(st, a.id, ADDR(0, 2), "a.example");
+	dns_insert_ok(st, a.id, ADDR(1, 1), "c.example");
+	/* the same address and name in another sandbox: maps are per sandbox */
+	dns_insert_ok(st, b.id, ADDR(0, 2), "b.example");
+	assert_int_equal(store_dns_map_list(st, a.id, 10, &rows, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(rows[0].addr, ADDR(0, 2));
+	assert_string_equal(rows[0].name, "a.example");
+	assert_int_equal(rows[1].addr, ADDR(0, 3));
+	assert_string_equal(rows[1].name, "b.example");
+	assert_int_equal(rows[2].addr, ADDR(1, 1));
+	assert_string_equal(rows[2].name, "c.example");
+	free(rows);
+	rows = NULL;
+	assert_int_equal(store_dns_map_list(st, a.id, 2, &rows, &n), -E2BIG);
+	assert_null(rows);
+	assert_int_equal(store_dns_map_list(st, b.id, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].name, "b.example");
+	free(rows);
+	store_close(st);
+}
+
+static void test_dns_map_insert_keeps_name_and_address_unique(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox a;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct store_dns_mapping *rows = NULL;
+	struct store *st;
+	size_t n = 0;
+
+	create_ok(f, &spec, &a);
+	st = open_store(f);
+	dns_insert_ok(st, a.id, ADDR(0, 2), "a.example");
+	/* an address never changes name, a name never changes address */
+	assert_int_equal(store_dns_map_insert(st, a.id, ADDR(0, 2), "other.example"), -EEXIST);
+	assert_int_equal(store_dns_map_insert(st, a.id, ADDR(0, 9), "a.example"), -EEXIST);
+	/* outside 198.18.0.0/15, empty or oversize names */
+	assert_int_equal(store_dns_map_insert(st, a.id, 0xc6140002u, "x.example"), -EINVAL);
+	assert_int_equal(store_dns_map_insert(st, a.id, 0xc611ffffu, "x.example"), -EINVAL);
+	assert_int_equal(store_dns_map_insert(st, a.id, ADDR(0, 5), ""), -EINVAL);
+	/* no mapping for a sandbox that does not exist */
+	assert_int_equal(store_dns_map_insert(st, "sb_nosuchsandbox", ADDR(0, 5), "x.example"),
+			 -ENOENT);
+	assert_int_equal(store_dns_map_list(st, a.id, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].addr, ADDR(0, 2));
+	assert_string_equal(rows[0].name, "a.example");
+	free(rows);
+	store_close(st);
+}
+
+static void test_dns_map_rows_go_with_their_sandbox(void **state)
+{
+	struct fixture *f = *state;
+	struct tenancy_sandbox a, b;
+	struct tenancy_sandbox_spec spec = spec_for("t1");
+	struct store_dns_mapping *rows = NULL;
+	struct store *st;
+	size_t n = 0;
+
+	create_ok(f, &spec, &a);
+	create_ok(f, &spec, &b);
+	st = open_store(f);
+	dns_insert_ok(st, a.id, ADDR(0, 2), "a.example");
+	dns_insert_ok(st, a.id, ADDR(0, 3), "b.example");
+	dns_insert_ok(st, b.id, ADDR(0, 2), "a.example");
+	assert_int_equal(tenancy_sandbox_delete(f->t, f->v, NULL, a.id), 0);
+	assert_int_equal(store_dns_map_list(st, a.id, 10, &rows, &n), 0);
+	assert_int_equal(n, 0);
+	free(rows);
+	assert_int_equal(store_dns_map_list(st, b.id, 10, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	free(rows);
+	assert_int_equal(store_dns_map_insert(st, a.id, ADDR(0, 4), "c.example"), -ENOENT);
+	assert_int_equal(store_dns_map_delete_sandbox(st, b.id), 1);
+	assert_int_equal(store_dns_map_delete_sandbox(st, b.id), 0);
+	store_close(st);
+}
+
 /* ---- schema -------------------------------------------------------------- */
 
 static void test_migration_adds_prefixed_tables_at_the_current_version(void **state)
@@ -858,9 +975,10 @@ static void test_migration_adds_prefixed_tables_at_the_current_version(void **st
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 
 		/* every module prefixes its tables (store.h): vault_, tenancy_,
-		 * policy_, audit_ */
+		 * policy_, audit_, dns_ */
 		assert_true(strncmp(name, "vault_", 6) == 0 || strncmp(name, "tenancy_", 8) == 0 ||
-			    strncmp(name, "policy_", 7) == 0 || strncmp(name, "audit_", 6) == 0);
+			    strncmp(name, "policy_", 7) == 0 || strncmp(name, "audit_", 6) == 0 ||
+			    strncmp(name, "dns_", 4) == 0);
 		tables += strncmp(name, "tenancy_", 8) == 0;
 	}
 	assert_int_equal(tables, 4);
@@ -918,6 +1036,9 @@ int main(void)
 		T(test_sandbox_ca_is_deleted_with_the_sandbox),
 		T(test_store_keeps_one_ca_per_existing_sandbox),
 		T(test_sandbox_from_schema_2_gets_its_ca_on_first_use),
+		T(test_dns_map_rows_list_by_address_per_sandbox),
+		T(test_dns_map_insert_keeps_name_and_address_unique),
+		T(test_dns_map_rows_go_with_their_sandbox),
 		T(test_migration_adds_prefixed_tables_at_the_current_version),
 		T(test_rows_survive_a_restart),
 #undef T
