@@ -20,9 +20,10 @@ unset MIOSA_URL MIOSA_API_KEY MIOSA_TENANT
 NS=miosa-na-$$
 AGENT_PID=
 TAIL_PIDS=
+HOLD_PID=
 na_exit() {
 	local rc=$?
-	kill_all $TAIL_PIDS $AGENT_PID
+	kill_all $TAIL_PIDS $AGENT_PID $HOLD_PID
 	netns_del "$NS"
 	(exit "$rc")
 	it_cleanup
@@ -39,8 +40,31 @@ SERVE_PID=$!
 wait_until 10 "the upstream" curl -sf "http://127.0.0.1:$UP_PORT/known.txt" ||
 	fail "upstream" "python3 http.server did not start: $(cat "$T/upstream.log")"
 
+# An upstream that answers each request only once the test writes a line to
+# its FIFO: a request whose completion the test decides when to commit.
+mkfifo "$T/hold.fifo"
+HOLD_PORT=$(free_port)
+python3 - "$HOLD_PORT" "$T/hold.fifo" <<'PY' >"$T/hold.log" 2>&1 &
+import socket, sys
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = srv.accept()
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    with open(sys.argv[2]) as fifo:
+        fifo.readline()
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nheld")
+    conn.close()
+PY
+HOLD_PID=$!
+
 PORT=$(free_port)
-broker_start --connect-to "files.test:80:127.0.0.1:$UP_PORT"
+broker_start --connect-to "files.test:80:127.0.0.1:$UP_PORT" \
+	--connect-to "hold.test:80:127.0.0.1:$HOLD_PORT"
 export MIOSA_SOCKET=$SOCK
 ok "broker up"
 
@@ -329,7 +353,8 @@ else
 	fail "agent connected" "$(tail -n 20 "$T/agent.log")"
 fi
 tails_before=$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")
-tails_up() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge $((tails_before + 2)) ]; }
+tails_up_by() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge $((tails_before + $1)) ]; }
+tails_up() { tails_up_by 2; }
 "$MIOSACTL" audit tail --lines 0 --sandbox "$LIVE" >"$T/live.out" 2>"$T/live.err" &
 TAIL_PIDS="$TAIL_PIDS $!"
 "$MIOSACTL" --json audit tail --lines 0 --sandbox "$LIVE" >"$T/live.json" 2>"$T/live.jerr" &
@@ -381,6 +406,46 @@ check_eq "replayed and streamed rows: three ids, each once" "3" \
 	"$(printf '%s' "$live_ids" | tr ' ' '\n' | grep -c .)"
 check_eq "no id twice" "3" "$(printf '%s' "$live_ids" | tr ' ' '\n' | grep . | sort -u | wc -l | tr -d ' ')"
 tails_stop
+# A row in both the replay and the subscription: a request held by its
+# upstream is committed (without its completion) before the tail is asked
+# for, so the replay sends it; the broker publishes it to the subscription
+# when its completion commits (or its 3 s hold ends): the stream skips it.
+# The writer holds a row for its completion only while some tail is open:
+# one is, before the request.
+tails_before=$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")
+gap_tail keeper "host=keeper.example"
+wait_until 10 "the keeper tail" tails_up_by 1 || fail "keeper tail" "$(cat "$T/keeper.body")"
+"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 30 -o /dev/null -w '%{http_code}\n' \
+	http://hold.test/held </dev/null >"$T/curl.held" 2>&1 &
+HELD_EXEC=$!
+held_row() {
+	ctl --json audit ls --sandbox "$LIVE" --host hold.test
+	[ "$(printf '%s' "$CTL_OUT" | jget 'rows.#')" = 1 ]
+}
+wait_until 10 "the held request's row" held_row || fail "held row" "$(cat "$T/hold.log")"
+HELD=$(printf '%s' "$CTL_OUT" | jget 'rows.0.id')
+gap_tail held "sandbox=$LIVE&after=$((HELD - 1))"
+if wait_until 10 "the held row's replay" gap_lines held 1; then
+	ok "the held request is replayed"
+else
+	fail "the held request is replayed" "$(cat "$T/held.body")"
+fi
+check_contains "replayed before its completion committed" '"completion_id":null' \
+	"$(head -n 1 "$T/held.body")"
+timeout 10 sh -c "echo go >'$T/hold.fifo'" || fail "release the held request" "$(cat "$T/hold.log")"
+wait "$HELD_EXEC" || true
+check_eq "the held request completes" "200" "$(cat "$T/curl.held")"
+# A later request marks the stream's progress past the held row's publish.
+"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
+	http://files.test/known.txt </dev/null >"$T/curl.4" 2>&1
+check_eq "request 4 through the broker" "200" "$(cat "$T/curl.4")"
+if wait_until 10 "request 4 on the stream" gap_lines held 2; then
+	ok "the stream goes on after the held row"
+else
+	fail "the stream goes on after the held row" "$(cat "$T/held.body")"
+fi
+check_match "the held row once, then request 4" "^$HELD [0-9]+ \$" "$(body_ids "$T/held.body")"
+tails_stop
 # The same requests through the list: one merged row each, sizes known.
 ctl --json audit ls --sandbox "$LIVE" --limit 1
 check_eq "ls --json: status 200" "200" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.status')"
@@ -396,7 +461,7 @@ AGENT_PID=
 # ---- verify, then tamper ------------------------------------------------------
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify intact chain (call $i)" audit verify
-	check_contains "twelve rows and four completions verified (call $i)" "OK: 16 rows" "$CTL_OUT"
+	check_contains "fourteen rows and six completions verified (call $i)" "OK: 20 rows" "$CTL_OUT"
 done
 if command -v sqlite3 >/dev/null; then
 	# Tampered next to the live broker, whose workers have already
