@@ -653,10 +653,10 @@ static void cs_on_chunk_written(uv_write_t *req, int status)
 	cs_poll_set(c, true); /* level-triggered: rows queued meanwhile fire at once */
 }
 
-/* Queue data (taken; may be NULL for the stream head in resp_head). */
+/* Queue data (malloc'd, taken: freed once written). */
 static void cs_chunk_write(struct cs_conn *c, char *data, size_t len)
 {
-	uv_buf_t b = uv_buf_init(data ? data : c->resp_head, (unsigned)len);
+	uv_buf_t b = uv_buf_init(data, (unsigned)len);
 
 	c->chunk = data;
 	c->chunk_busy = true;
