@@ -60,11 +60,18 @@ struct control_request {
 #define CONTROL_API_DETAIL_MAX 256
 
 /* GET /v1/audit/tail: the validated filter (tenant-scoped for a TCP
- * caller) the server subscribes with.  filter's strings point into strs. */
+ * caller) the server subscribes with.  filter's strings point into strs.
+ * has_after: the caller asked for the committed rows with id > after_id
+ * first (control_api_audit_replay()); without it the stream starts now. */
 struct control_audit_tail {
 	struct store_audit_filter filter;
 	char strs[5][STORE_ID_MAX + 1];
+	bool has_after;
+	int64_t after_id;
 };
+
+/* Rows a tail replays at most (?after=): the newest of them when there are more. */
+#define CONTROL_API_TAIL_REPLAY_MAX 1000u
 
 struct control_response {
 	int status;
@@ -111,6 +118,20 @@ int control_api_handle(struct control_api *api, const struct control_request *re
 __attribute__((warn_unused_result))
 int control_api_check_idle(struct control_api *api, bool reset, char *err, size_t err_size);
 void control_response_free(struct control_response *resp);
+
+/*
+ * GET /v1/audit/tail?after=ID, on a worker thread, called by the server
+ * after it subscribed (so a row committed meanwhile is in the replay, the
+ * subscription or both): the committed merged rows matching t->filter with
+ * id > t->after_id, oldest first, at most CONTROL_API_TAIL_REPLAY_MAX (the
+ * newest; when there were more, a {"notice": "tail_gap", ...} line comes
+ * first), as JSON lines in *ret_text (malloc'd, NULL when empty), and their
+ * ids, ascending, in *ret_ids (malloc'd, NULL when empty).  A row whose
+ * completion is not committed yet is replayed without it.  0 or -errno.
+ */
+__attribute__((warn_unused_result))
+int control_api_audit_replay(struct control_api *api, const struct control_audit_tail *t,
+			     char **ret_text, size_t *ret_len, int64_t **ret_ids, size_t *ret_n);
 
 /*
  * Events for the guest gateway (guest_gateway.h), process-wide.

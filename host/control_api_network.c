@@ -238,7 +238,7 @@ int capi_h_network_observe(struct capi_ctx *c)
 
 const char *const capi_audit_list_query[] = { CAPI_AUDIT_FILTERS, "limit", "cursor", NULL };
 const char *const capi_audit_export_query[] = { CAPI_AUDIT_FILTERS, "format", NULL };
-const char *const capi_audit_tail_query[] = { CAPI_AUDIT_FILTERS, NULL };
+const char *const capi_audit_tail_query[] = { CAPI_AUDIT_FILTERS, "after", NULL };
 
 static int64_t capi_now_us(void)
 {
@@ -503,17 +503,25 @@ static const char *capi_tail_keep(char *dst, const char *src)
 /*
  * GET /v1/audit/tail: only validates and hands the filter to the server,
  * which subscribes to the audit writer and streams (control_server.c); the
- * same filters as the list, the tenant forced for a TCP caller.
+ * same filters as the list, the tenant forced for a TCP caller.  after=ID
+ * (0 = from the first row) asks for the rows committed after row ID first.
  */
 int capi_h_audit_tail(struct capi_ctx *c)
 {
 	struct control_audit_tail *t;
 	struct store_audit_filter *f;
+	const char *v;
 	int r;
 
 	if (!(t = calloc(1, sizeof(*t))))
 		return capi_fail(c, CAPI_E_INTERNAL, "out of memory");
 	f = &t->filter;
+	if ((v = capi_query(c, "after")) &&
+	    !(t->has_after = capi_parse_i64(v, 0, INT64_MAX, &t->after_id))) {
+		free(t);
+		return capi_fail(c, CAPI_E_INVALID_FIELD,
+				 "query parameter 'after' ('%.32s') must be a row id (0 or more)", v);
+	}
 	if ((r = capi_audit_filter(c, f)) != 0) {
 		free(t);
 		return r;
@@ -525,4 +533,98 @@ int capi_h_audit_tail(struct capi_ctx *c)
 	f->external_workspace_id = capi_tail_keep(t->strs[4], f->external_workspace_id);
 	c->resp->tail = t;
 	return capi_reply_empty(c, 200);
+}
+
+/* The replay's rows, newest first as the pages come: their JSON lines and ids. */
+struct capi_replay {
+	char *lines[CONTROL_API_TAIL_REPLAY_MAX];
+	int64_t ids[CONTROL_API_TAIL_REPLAY_MAX];
+	size_t n;
+	bool more;
+};
+
+#define CAPI_REPLAY_PAGE 64
+
+/* Page newest first until row after_id or the cap: the rows above after_id. */
+static int capi_replay_collect(struct store *st, const struct control_audit_tail *t,
+			       struct capi_replay *rp)
+{
+	struct store_audit_filter f = t->filter;
+	int64_t next = 0;
+
+	f.before_id = 0;
+	for (;;) {
+		struct store_audit_row *rows = NULL;
+		size_t n = 0;
+		bool stop = false;
+		int r;
+
+		if ((r = audit_query(st, &f, CAPI_REPLAY_PAGE, &rows, &n, &next)) != 0)
+			return r;
+		for (size_t i = 0; i < n && !stop; i++) {
+			if (rows[i].id <= t->after_id) {
+				stop = true;
+			} else if (rp->n == CONTROL_API_TAIL_REPLAY_MAX) {
+				rp->more = stop = true;
+			} else if (!(rp->lines[rp->n] = audit_row_json(&rows[i]))) {
+				free(rows);
+				return -ENOMEM;
+			} else {
+				rp->ids[rp->n++] = rows[i].id;
+			}
+		}
+		free(rows);
+		if (stop || next == 0)
+			return 0;
+		f.before_id = next;
+	}
+}
+
+int control_api_audit_replay(struct control_api *api, const struct control_audit_tail *t,
+			     char **ret_text, size_t *ret_len, int64_t **ret_ids, size_t *ret_n)
+{
+	struct capi_replay *rp = calloc(1, sizeof(*rp));
+	struct capi_export_buf b = { NULL, 0, 0 };
+	int64_t *ids = NULL;
+	char notice[256];
+	int r;
+
+	if (!rp)
+		return -ENOMEM;
+	if ((r = capi_replay_collect(api->store, t, rp)) != 0)
+		goto out;
+	if (rp->n > 0 && !(ids = malloc(rp->n * sizeof(*ids)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (rp->more) {
+		snprintf(notice, sizeof(notice),
+			 "{\"notice\":\"tail_gap\",\"message\":\"more than %u rows were committed "
+			 "after row %lld; only the newest %u follow: use GET /v1/audit for the rest\"}\n",
+			 CONTROL_API_TAIL_REPLAY_MAX, (long long)t->after_id,
+			 CONTROL_API_TAIL_REPLAY_MAX);
+		r = capi_export_write(&b, notice, strlen(notice));
+	}
+	for (size_t i = 0; r == 0 && i < rp->n; i++) {
+		const char *line = rp->lines[rp->n - 1 - i];
+
+		ids[i] = rp->ids[rp->n - 1 - i];
+		if ((r = capi_export_write(&b, line, strlen(line))) == 0)
+			r = capi_export_write(&b, "\n", 1);
+	}
+	if (r != 0)
+		goto out;
+	*ret_text = b.p;
+	*ret_len = b.len;
+	*ret_ids = ids;
+	*ret_n = rp->n;
+	b.p = NULL;
+	ids = NULL;
+out:
+	for (size_t i = 0; i < rp->n; i++)
+		free(rp->lines[i]);
+	free(rp);
+	free(ids);
+	free(b.p);
+	return r;
 }

@@ -107,6 +107,16 @@ struct cs_conn {
 	bool stream_ending;           /* the last chunk is queued: close when written */
 	char *chunk;
 	uv_write_t chunk_req;
+
+	/* ?after=ID: the replay read on a worker after subscribing (CS_WORKING
+	 * again meanwhile, c->resp.tail its input), sent after the head; the
+	 * stream then skips every row id <= tail_after and every id replayed
+	 * (ascending). */
+	int64_t tail_after;
+	char *replay;
+	size_t replay_len;
+	int64_t *replayed;
+	size_t n_replayed;
 };
 
 /* One worker thread's control_api, on the registry control_server_free() closes. */
@@ -266,6 +276,8 @@ static void cs_on_conn_closed(uv_handle_t *h)
 		s->n_tails--;
 	}
 	free(c->chunk);
+	free(c->replay);
+	free(c->replayed);
 	cs_release_response(c);
 	sodium_free(c->buf); /* wipes */
 	free(c);
@@ -641,10 +653,10 @@ static void cs_on_chunk_written(uv_write_t *req, int status)
 	cs_poll_set(c, true); /* level-triggered: rows queued meanwhile fire at once */
 }
 
-/* Queue data (taken; may be NULL for the stream head in resp_head). */
+/* Queue data (malloc'd, taken: freed once written). */
 static void cs_chunk_write(struct cs_conn *c, char *data, size_t len)
 {
-	uv_buf_t b = uv_buf_init(data ? data : c->resp_head, (unsigned)len);
+	uv_buf_t b = uv_buf_init(data, (unsigned)len);
 
 	c->chunk = data;
 	c->chunk_busy = true;
@@ -686,6 +698,21 @@ static void cs_text_add(struct cs_text *t, const char *s, size_t n)
 	t->len += n;
 }
 
+static int cs_id_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Was row id shown already: by the client (<= after) or by the replay? */
+static bool cs_stream_seen(const struct cs_conn *c, int64_t id)
+{
+	return id <= c->tail_after ||
+	       (c->n_replayed > 0 && bsearch(&id, c->replayed, c->n_replayed,
+					     sizeof(*c->replayed), cs_id_cmp));
+}
+
 /*
  * Move up to CS_TAIL_BATCH committed rows into one chunk.  The chunk's
  * size line is reserved at the front (16 bytes) and filled once the data
@@ -707,9 +734,11 @@ static void cs_stream_pump(struct cs_conn *c)
 	cs_text_add(&t, "                ", 16);
 	while (!c->stream_ending && n < CS_TAIL_BATCH &&
 	       (r = audit_tail_next(c->tail, 0, &row)) == 0) {
-		char *line = audit_row_json(&row);
+		char *line;
 
-		if (!line) {
+		if (cs_stream_seen(c, row.id))
+			continue;
+		if (!(line = audit_row_json(&row))) {
 			t.oom = true;
 			break;
 		}
@@ -754,14 +783,28 @@ static void cs_stream_pump(struct cs_conn *c)
 	cs_chunk_write(c, t.p, t.len - skip);
 }
 
-/* The handler said 200 with a tail filter: subscribe, send the head, stream. */
+static void cs_stream_begin(struct cs_conn *c);
+static void cs_replay_work(uv_work_t *w);
+static void cs_after_replay(uv_work_t *w, int status);
+
+/* Give the subscription back, then answer an error and close. */
+static void cs_stream_abort(struct cs_conn *c, int status, const char *message)
+{
+	audit_tail_close(c->tail);
+	c->tail = NULL;
+	c->server->n_tails--;
+	cs_reply_error(c, status, message, true);
+}
+
+/*
+ * The handler said 200 with a tail filter: subscribe, then (?after=) read
+ * the replay on a worker, then send the head and stream.  Subscribing
+ * before the replay's read is what closes the gap: a row committed in
+ * between is in the subscription, the replay or both (the stream skips
+ * the ids replayed).
+ */
 static void cs_stream_start(struct cs_conn *c)
 {
-	static const char head[] = "HTTP/1.1 200 OK\r\n"
-				   "Content-Type: application/x-ndjson\r\n"
-				   "Transfer-Encoding: chunked\r\n"
-				   "Cache-Control: no-store\r\n"
-				   "Connection: close\r\n\r\n";
 	struct control_server *s = c->server;
 	int r;
 
@@ -782,12 +825,73 @@ static void cs_stream_start(struct cs_conn *c)
 		return;
 	}
 	s->n_tails++;
+	if (!c->resp.tail->has_after) {
+		c->tail_after = INT64_MIN;
+		cs_stream_begin(c);
+		return;
+	}
+	/* The worker reads c->resp.tail; the loop leaves c->resp alone in
+	 * CS_WORKING and releases it once streaming. */
+	c->tail_after = c->resp.tail->after_id;
+	c->state = CS_WORKING;
+	if ((r = uv_queue_work(s->loop, &c->work, cs_replay_work, cs_after_replay)) < 0) {
+		c->state = CS_WRITING;
+		log_event(LOG_LEVEL_ERROR, "control_tail_failed", "error", uv_strerror(r));
+		cs_stream_abort(c, 500, "the broker failed; see its log");
+	}
+}
+
+/* Worker thread: the rows committed after ?after=, for the stream's start. */
+static void cs_replay_work(uv_work_t *w)
+{
+	struct cs_conn *c = cs_container_of(w, struct cs_conn, work);
+	struct control_api *api;
+	int r;
+
+	if ((r = cs_thread_api(c->server, &api)) == 0)
+		r = control_api_audit_replay(api, c->resp.tail, &c->replay, &c->replay_len,
+					     &c->replayed, &c->n_replayed);
+	c->work_status = r;
+}
+
+static void cs_after_replay(uv_work_t *w, int status)
+{
+	struct cs_conn *c = cs_container_of(w, struct cs_conn, work);
+
+	c->state = CS_WRITING;
+	if (status == UV_ECANCELED || c->server->shutting_down) {
+		cs_stream_abort(c, 503, "the broker is shutting down");
+		return;
+	}
+	if (c->work_status < 0) {
+		struct log_line l;
+
+		if (log_begin(&l, LOG_LEVEL_ERROR, "control_tail_replay_failed")) {
+			log_errno(&l, c->work_status);
+			log_end(&l);
+		}
+		cs_stream_abort(c, 500, "the broker failed; see its log");
+		return;
+	}
+	cs_stream_begin(c);
+}
+
+/* Subscribed (and replay read): the head, with the replay as its first chunk. */
+static void cs_stream_begin(struct cs_conn *c)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\n"
+				   "Content-Type: application/x-ndjson\r\n"
+				   "Transfer-Encoding: chunked\r\n"
+				   "Cache-Control: no-store\r\n"
+				   "Connection: close\r\n\r\n";
+	struct control_server *s = c->server;
+	struct cs_text t = { 0 };
+	char size_line[20];
+	int r;
+
 	if ((r = uv_poll_init(s->loop, &c->poll, audit_tail_fd(c->tail))) < 0) {
 		log_event(LOG_LEVEL_ERROR, "control_tail_failed", "error", uv_strerror(r));
-		audit_tail_close(c->tail);
-		c->tail = NULL;
-		s->n_tails--;
-		cs_reply_error(c, 500, "the broker failed; see its log", true);
+		cs_stream_abort(c, 500, "the broker failed; see its log");
 		return;
 	}
 	c->poll.data = c;
@@ -798,8 +902,22 @@ static void cs_stream_start(struct cs_conn *c)
 	c->lingered = 0;
 	cs_log_access(c);
 	cs_release_response(c); /* the subscription copied the filter */
-	memcpy(c->resp_head, head, sizeof(head) - 1);
-	cs_chunk_write(c, NULL, sizeof(head) - 1);
+	cs_text_add(&t, head, sizeof(head) - 1);
+	if (c->replay_len > 0) {
+		int k = snprintf(size_line, sizeof(size_line), "%zx\r\n", c->replay_len);
+
+		cs_text_add(&t, size_line, (size_t)k);
+		cs_text_add(&t, c->replay, c->replay_len);
+		cs_text_add(&t, "\r\n", 2);
+	}
+	free(c->replay);
+	c->replay = NULL;
+	if (t.oom) {
+		free(t.p);
+		cs_close(c);
+		return;
+	}
+	cs_chunk_write(c, t.p, t.len);
 	cs_read_start(c); /* to notice the client leave */
 }
 

@@ -27,7 +27,12 @@
  * waits for a tail: rows wait in the subscription's bounded queue
  * (CONTROL_SERVER_TAIL_QUEUE) while a chunk is being written; a client
  * that does not read a chunk within idle_timeout_ms is closed.  At most
- * CONTROL_SERVER_TAILS_MAX tails at once (503 beyond).
+ * CONTROL_SERVER_TAILS_MAX tails at once (503 beyond).  With after=ID
+ * the connection subscribes first, then reads the rows after ID on a
+ * threadpool thread (control_api_audit_replay(): no SQLite on the loop)
+ * and sends them as the stream's first chunk; the stream then skips the
+ * ids replayed and those up to ID, so a row committed between the
+ * client's list and its tail is sent once.
  *
  * One access log line per request: method, path (never the query), status,
  * duration in µs, caller kind.  Never a body, query or Authorization value.

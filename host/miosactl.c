@@ -1701,7 +1701,13 @@ static int cl_tail_line(struct cl_tail *t, const char *text, size_t len)
 		return cl_error("the audit tail from %s sent a line that is not a JSON object",
 				t->c->ep.display);
 	}
-	if ((error = json_object_get(row, "error"))) {
+	if (json_object_get(row, "notice")) {
+		char msg[CTL_TEXT_MAX];
+
+		/* A gap the broker could not replay (over its cap): say so, go on. */
+		ctl_output_cell(json_object_get(row, "message"), false, msg, sizeof(msg));
+		fprintf(stderr, "miosactl: audit tail: %s\n", msg);
+	} else if ((error = json_object_get(row, "error"))) {
 		char msg[CTL_TEXT_MAX];
 
 		ctl_output_cell(json_object_get(row, "message"), false, msg, sizeof(msg));
@@ -1752,10 +1758,13 @@ static int cl_tail_data(void *userdata, const char *data, size_t len)
 }
 
 /*
- * The last --lines rows from GET /v1/audit, then GET /v1/audit/tail: the
- * broker streams each committed row (an HTTP request once its completion
- * committed, so with its status) as a JSON line, until interrupted.  A row
- * committed between the two calls is not shown.
+ * The last --lines rows from GET /v1/audit, then GET /v1/audit/tail with
+ * after=<the newest row printed> (0 when none matched): the broker
+ * subscribes, replays the rows committed since, then streams each committed
+ * row (an HTTP request once its completion committed, so with its status)
+ * as a JSON line, until interrupted; a row committed between the two calls
+ * is shown once.  --lines 0 asks for no after=: the stream starts when the
+ * broker subscribes, and there is no earlier call to leave a gap after.
  */
 static int cl_audit_tail(struct cl *c, const struct cl_command *cmd, int argc, char **argv)
 {
@@ -1772,6 +1781,7 @@ static int cl_audit_tail(struct cl *c, const struct cl_command *cmd, int argc, c
 	char err[CTL_ERR_MAX];
 	struct ctl_target t;
 	json_t *ans = NULL;
+	char after[24];
 	uint32_t n_lines;
 	int ex, r;
 
@@ -1794,6 +1804,10 @@ static int cl_audit_tail(struct cl *c, const struct cl_command *cmd, int argc, c
 	ctl_target_init(&t);
 	ctl_target_add(&t, "/v1/audit/tail");
 	cl_audit_query(&t, &f);
+	if (n_lines) {
+		snprintf(after, sizeof(after), "%lld", (long long)tail.skip_to);
+		ctl_target_add_query(&t, "after", after);
+	}
 	if (!(req.target = ctl_target_get(&t)))
 		return cl_error("request path too long");
 	if (c->ep.transport == CTL_TRANSPORT_TCP)
@@ -2451,8 +2465,10 @@ static const struct cl_command cl_commands[] = {
 	  "(--json: the broker's JSON lines as they come), until interrupted.  The\n"
 	  "rows are streamed (GET /v1/audit/tail): an HTTP request shows once its\n"
 	  "response was relayed, with its status (HTTP -: no completion within a few\n"
-	  "seconds).  Exits 1 if the broker ends the stream or drops a tail that\n"
-	  "fell behind.\n" },
+	  "seconds).  A row committed while the last rows are read is shown once:\n"
+	  "the broker replays what came after the newest row printed (at most 1000\n"
+	  "rows; a note on standard error says when there were more).  Exits 1 if\n"
+	  "the broker ends the stream or drops a tail that fell behind.\n" },
 	{ "audit", "verify", cl_audit_verify, "audit verify",
 	  "Check the audit log's hash chain (Unix socket only).  Exit status 0 when\n"
 	  "every row links to the one before and its hash recomputes; 1 with the\n"

@@ -20,9 +20,10 @@ unset MIOSA_URL MIOSA_API_KEY MIOSA_TENANT
 NS=miosa-na-$$
 AGENT_PID=
 TAIL_PIDS=
+HOLD_PID=
 na_exit() {
 	local rc=$?
-	kill_all $TAIL_PIDS $AGENT_PID
+	kill_all $TAIL_PIDS $AGENT_PID $HOLD_PID
 	netns_del "$NS"
 	(exit "$rc")
 	it_cleanup
@@ -39,8 +40,31 @@ SERVE_PID=$!
 wait_until 10 "the upstream" curl -sf "http://127.0.0.1:$UP_PORT/known.txt" ||
 	fail "upstream" "python3 http.server did not start: $(cat "$T/upstream.log")"
 
+# An upstream that answers each request only once the test writes a line to
+# its FIFO: a request whose completion the test decides when to commit.
+mkfifo "$T/hold.fifo"
+HOLD_PORT=$(free_port)
+python3 - "$HOLD_PORT" "$T/hold.fifo" <<'PY' >"$T/hold.log" 2>&1 &
+import socket, sys
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = srv.accept()
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    with open(sys.argv[2]) as fifo:
+        fifo.readline()
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nheld")
+    conn.close()
+PY
+HOLD_PID=$!
+
 PORT=$(free_port)
-broker_start --connect-to "files.test:80:127.0.0.1:$UP_PORT"
+broker_start --connect-to "files.test:80:127.0.0.1:$UP_PORT" \
+	--connect-to "hold.test:80:127.0.0.1:$HOLD_PORT"
 export MIOSA_SOCKET=$SOCK
 ok "broker up"
 
@@ -224,6 +248,95 @@ fi
 ctl_fails "miosactl audit tail gives the API's message" 1 "must be an HTTP status" \
 	audit tail --lines 0 --status abc
 
+# after=ID closes the gap between `audit ls` and the tail: the broker
+# subscribes, then replays the rows committed after ID (oldest first), then
+# streams.  The window is provoked by rows committed after the list was read
+# and before the tail was asked for; each is shown once.
+ctl --json audit ls --limit 1
+OLD=$(printf '%s' "$CTL_OUT" | jget 'rows.0.id')
+check_match "the newest row before the gap" '^[0-9]+$' "$OLD"
+"$SEED" "$STATE_DIR" \
+	"default,$SBX,gap.example,443,https,200,allow,-,-,1" \
+	"default,$SBX,gap.example,443,https,201,allow,-,-,1" \
+	"default,$SBX,other.example,443,https,200,allow,-,-,1" \
+	>"$T/gap_ids" || fail "audit_seed for the gap"
+GAP1=$(sed -n 1p "$T/gap_ids")
+GAP2=$(sed -n 2p "$T/gap_ids")
+# The lines of a tail's body that are rows, by id, in order.
+body_ids() { sed -n 's/^{"id":\([0-9]*\),.*/\1/p' "$1" | tr '\n' ' '; }
+tails_stop() {
+	kill_all $TAIL_PIDS
+	for p in $TAIL_PIDS; do wait "$p" 2>/dev/null || true; done
+	TAIL_PIDS=
+}
+gap_tail() {
+	: >"$T/$1.body"
+	curl -sS -N --unix-socket "$SOCK" -o "$T/$1.body" "http://localhost/v1/audit/tail?$2" \
+		2>/dev/null &
+	TAIL_PIDS="$TAIL_PIDS $!"
+}
+gap_tail gap "host=gap.example&after=$OLD"
+gap_tail gap1 "host=gap.example&after=$GAP1"
+gap_lines() { [ "$(grep -c '^{' "$T/$1.body")" -ge "$2" ]; }
+if wait_until 10 "the replay of the gap" gap_lines gap 2 && wait_until 10 "the replay after $GAP1" gap_lines gap1 1; then
+	ok "after=ID replays the rows committed after ID"
+else
+	fail "after=ID replays the rows committed after ID" "$(cat "$T/gap.body" "$T/gap1.body")"
+fi
+check_eq "replay: the gap's rows once each, oldest first" "$GAP1 $GAP2 " "$(body_ids "$T/gap.body")"
+check_eq "replay: only the rows after the id" "$GAP2 " "$(body_ids "$T/gap1.body")"
+check_contains "replay: a row as the list shows it" '"status":201' "$(sed -n 2p "$T/gap.body")"
+tails_stop
+api GET "/v1/audit/tail?after=-1"
+expect "tail: after must be a row id" 400 invalid_field
+check_contains "after's 400 quotes it" "'-1'" "$BODY"
+# miosactl passes after=<the newest row it printed>: against a stand-in
+# control socket that records the tail's request and answers a notice (the
+# broker's line when the gap was over its cap) and a row.
+STUB_SOCK=$T/stub.sock
+python3 - "$STUB_SOCK" "$T/stub.req" <<'PY' >"$T/stub.log" 2>&1 &
+import json, os, socket, sys
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1])
+srv.listen(4)
+def head(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n", 1)[0].decode()
+row = {"id": 7, "time_us": 1790000000000000, "host": "gap.example", "status": 200}
+conn, _ = srv.accept()
+body = json.dumps({"rows": [row]}).encode()
+head(conn)
+conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+             b"Connection: close\r\n\r\n%s" % (len(body), body))
+conn.close()
+conn, _ = srv.accept()
+open(sys.argv[2], "w").write(head(conn) + "\n")
+lines = (b'{"notice":"tail_gap","message":"more than 1000 rows were committed after row 7"}\n'
+         b'{"id":8,"host":"gap.example","status":200}\n')
+conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+             b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+             b"%x\r\n%s\r\n0\r\n\r\n" % (len(lines), lines))
+conn.close()
+PY
+TAIL_PIDS="$TAIL_PIDS $!"
+wait_until 10 "the stand-in socket" test -S "$STUB_SOCK" || fail "stand-in" "$(cat "$T/stub.log")"
+rc=0
+MIOSA_SOCKET=$STUB_SOCK "$MIOSACTL" --json audit tail --lines 1 --host gap.example \
+	>"$T/stub.out" 2>"$T/stub.err" </dev/null || rc=$?
+check_eq "miosactl tail exits 1 when the stream ends" "1" "$rc"
+check_match "miosactl asks for the rows after the newest it printed" \
+	'^GET /v1/audit/tail\?.*after=7( |&)' "$(cat "$T/stub.req" 2>/dev/null)"
+check_eq "miosactl prints the list's row, then the replayed one" "78" \
+	"$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$T/stub.out" | tr -d '\n')"
+check_contains "miosactl shows the broker's notice on stderr" \
+	"audit tail: more than 1000 rows were committed after row 7" "$(cat "$T/stub.err")"
+tails_stop
+
 # ---- live tail of real requests ----------------------------------------------
 # The tail streams from the broker's audit writer: started before the
 # requests (subscribed once the broker logged its route), it prints each
@@ -240,7 +353,8 @@ else
 	fail "agent connected" "$(tail -n 20 "$T/agent.log")"
 fi
 tails_before=$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")
-tails_up() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge $((tails_before + 2)) ]; }
+tails_up_by() { [ "$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")" -ge $((tails_before + $1)) ]; }
+tails_up() { tails_up_by 2; }
 "$MIOSACTL" audit tail --lines 0 --sandbox "$LIVE" >"$T/live.out" 2>"$T/live.err" &
 TAIL_PIDS="$TAIL_PIDS $!"
 "$MIOSACTL" --json audit tail --lines 0 --sandbox "$LIVE" >"$T/live.json" 2>"$T/live.jerr" &
@@ -270,9 +384,68 @@ else
 fi
 check_eq "--json tail line: merged status" "200" "$(head -n 1 "$T/live.json" | jget status)"
 check_eq "--json tail line: bytes_down" "4321" "$(head -n 1 "$T/live.json" | jget bytes_down)"
-for p in $TAIL_PIDS; do kill "$p" 2>/dev/null || true; done
-for p in $TAIL_PIDS; do wait "$p" 2>/dev/null || true; done
-TAIL_PIDS=
+tails_stop
+# A tail asking for the rows after 0 gets both requests replayed, then the
+# next one streamed: each once.
+gap_tail live_after "sandbox=$LIVE&after=0"
+if wait_until 10 "the replay of both requests" gap_lines live_after 2; then
+	ok "after=0 replays the sandbox's requests"
+else
+	fail "after=0 replays the sandbox's requests" "$(cat "$T/live_after.body")"
+fi
+"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
+	http://files.test/known.txt </dev/null >"$T/curl.3" 2>&1
+check_eq "request 3 through the broker" "200" "$(cat "$T/curl.3")"
+if wait_until 10 "request 3 on the stream" gap_lines live_after 3; then
+	ok "the request after the replay is streamed"
+else
+	fail "the request after the replay is streamed" "$(cat "$T/live_after.body")"
+fi
+live_ids=$(body_ids "$T/live_after.body")
+check_eq "replayed and streamed rows: three ids, each once" "3" \
+	"$(printf '%s' "$live_ids" | tr ' ' '\n' | grep -c .)"
+check_eq "no id twice" "3" "$(printf '%s' "$live_ids" | tr ' ' '\n' | grep . | sort -u | wc -l | tr -d ' ')"
+tails_stop
+# A row in both the replay and the subscription: a request held by its
+# upstream is committed (without its completion) before the tail is asked
+# for, so the replay sends it; the broker publishes it to the subscription
+# when its completion commits (or its 3 s hold ends): the stream skips it.
+# The writer holds a row for its completion only while some tail is open:
+# one is, before the request.
+tails_before=$(grep -c 'path=/v1/audit/tail status=200' "$T/broker.log")
+gap_tail keeper "host=keeper.example"
+wait_until 10 "the keeper tail" tails_up_by 1 || fail "keeper tail" "$(cat "$T/keeper.body")"
+"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 30 -o /dev/null -w '%{http_code}\n' \
+	http://hold.test/held </dev/null >"$T/curl.held" 2>&1 &
+HELD_EXEC=$!
+held_row() {
+	ctl --json audit ls --sandbox "$LIVE" --host hold.test
+	[ "$(printf '%s' "$CTL_OUT" | jget 'rows.#')" = 1 ]
+}
+wait_until 10 "the held request's row" held_row || fail "held row" "$(cat "$T/hold.log")"
+HELD=$(printf '%s' "$CTL_OUT" | jget 'rows.0.id')
+gap_tail held "sandbox=$LIVE&after=$((HELD - 1))"
+if wait_until 10 "the held row's replay" gap_lines held 1; then
+	ok "the held request is replayed"
+else
+	fail "the held request is replayed" "$(cat "$T/held.body")"
+fi
+check_contains "replayed before its completion committed" '"completion_id":null' \
+	"$(head -n 1 "$T/held.body")"
+timeout 10 sh -c "echo go >'$T/hold.fifo'" || fail "release the held request" "$(cat "$T/hold.log")"
+wait "$HELD_EXEC" || true
+check_eq "the held request completes" "200" "$(cat "$T/curl.held")"
+# A later request marks the stream's progress past the held row's publish.
+"$MIOSACTL" exec "$LIVE" -- curl -sS --max-time 15 -o /dev/null -w '%{http_code}\n' \
+	http://files.test/known.txt </dev/null >"$T/curl.4" 2>&1
+check_eq "request 4 through the broker" "200" "$(cat "$T/curl.4")"
+if wait_until 10 "request 4 on the stream" gap_lines held 2; then
+	ok "the stream goes on after the held row"
+else
+	fail "the stream goes on after the held row" "$(cat "$T/held.body")"
+fi
+check_match "the held row once, then request 4" "^$HELD [0-9]+ \$" "$(body_ids "$T/held.body")"
+tails_stop
 # The same requests through the list: one merged row each, sizes known.
 ctl --json audit ls --sandbox "$LIVE" --limit 1
 check_eq "ls --json: status 200" "200" "$(printf '%s' "$CTL_OUT" | jget 'rows.0.status')"
@@ -288,7 +461,7 @@ AGENT_PID=
 # ---- verify, then tamper ------------------------------------------------------
 for i in 1 2 3 4 5 6 7 8; do
 	ctl_ok "verify intact chain (call $i)" audit verify
-	check_contains "eight rows and three completions verified (call $i)" "OK: 11 rows" "$CTL_OUT"
+	check_contains "fourteen rows and six completions verified (call $i)" "OK: 20 rows" "$CTL_OUT"
 done
 if command -v sqlite3 >/dev/null; then
 	# Tampered next to the live broker, whose workers have already

@@ -1529,6 +1529,159 @@ static void test_audit_tail_hands_the_validated_filter_to_the_server(void **stat
 	control_response_free(&resp);
 }
 
+static void test_audit_tail_after_is_a_row_id(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const bad[] = { "after=-1", "after=abc", "after=", "after=+5",
+					   "after=99999999999999999999" };
+	struct control_response resp;
+
+	resp = tail_call(f, ADMIN_CALLER, NULL, "GET", "host=x.example");
+	assert_int_equal(resp.status, 200);
+	assert_false(resp.tail->has_after); /* from now, as before */
+	control_response_free(&resp);
+	resp = tail_call(f, ADMIN_CALLER, NULL, "GET", "after=0");
+	assert_int_equal(resp.status, 200);
+	assert_true(resp.tail->has_after);
+	assert_int_equal(resp.tail->after_id, 0);
+	control_response_free(&resp);
+	resp = tail_call(f, TCP_CALLER, f->key_a, "GET", "after=42&action=deny");
+	assert_int_equal(resp.status, 200);
+	assert_true(resp.tail->has_after);
+	assert_int_equal(resp.tail->after_id, 42);
+	assert_string_equal(resp.tail->filter.tenant_id, "a");
+	control_response_free(&resp);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		resp = tail_call(f, ADMIN_CALLER, NULL, "GET", bad[i]);
+		assert_int_equal(resp.status, 400);
+		assert_non_null(strstr(resp.body, "invalid_field"));
+		assert_non_null(strstr(resp.body, "after"));
+		assert_null(resp.tail);
+		control_response_free(&resp);
+	}
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The replay for query: its text and ids, with n lines of text expected. */
+static void replay(struct fixture *f, const char *query, char **ret_text, int64_t **ret_ids,
+		   size_t *ret_n)
+{
+	struct control_response resp = tail_call(f, ADMIN_CALLER, NULL, "GET", query);
+	size_t len = 0;
+
+	assert_int_equal(resp.status, 200);
+	assert_non_null(resp.tail);
+	*ret_text = NULL;
+	*ret_ids = NULL;
+	assert_int_equal(control_api_audit_replay(f->api, resp.tail, ret_text, &len, ret_ids,
+						  ret_n), 0);
+	assert_true(*ret_text ? strlen(*ret_text) == len : len == 0);
+	/* No statement left running: the worker's next read sees new rows. */
+	assert_int_equal(control_api_check_idle(f->api, false, f->err, sizeof(f->err)), 0);
+	control_response_free(&resp);
+}
+
+static void test_audit_tail_replays_the_rows_after_the_id_oldest_first(void **state)
+{
+	struct fixture *f = *state;
+	int64_t done, *ids;
+	char *text;
+	size_t n;
+
+	seed_world(f, &done); /* rows 1..3, row 1 completed by link 4 */
+	assert_int_equal(done, 1);
+	replay(f, "after=0", &text, &ids, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 2);
+	assert_int_equal(ids[2], 3);
+	/* Merged rows, one JSON line each, oldest first. */
+	assert_true(starts_with(text, "{\"id\":1,"));
+	assert_non_null(strstr(text, "\"completion_id\":4"));
+	assert_int_equal(strchr(strrchr(text, '{'), '\n')[1], '\0');
+	assert_null(strstr(text, "notice"));
+	free(text);
+	free(ids);
+
+	replay(f, "after=1", &text, &ids, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 2);
+	assert_true(starts_with(text, "{\"id\":2,"));
+	free(text);
+	free(ids);
+
+	/* The tail's own filter applies, the merged status included. */
+	replay(f, "after=0&host=api.openai.com", &text, &ids, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 3);
+	free(text);
+	free(ids);
+	replay(f, "after=0&status=200", &text, &ids, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 1);
+	free(text);
+	free(ids);
+
+	/* Nothing after the newest: an empty replay. */
+	replay(f, "after=3", &text, &ids, &n);
+	assert_int_equal(n, 0);
+	assert_null(text);
+	assert_null(ids);
+}
+
+static void test_audit_tail_replay_keeps_the_newest_rows_and_says_so(void **state)
+{
+	struct fixture *f = *state;
+	const size_t total = CONTROL_API_TAIL_REPLAY_MAX + 5;
+	struct store_audit_row r;
+	struct audit_writer *w = NULL;
+	const char *first;
+	int64_t *ids;
+	char *text;
+	size_t n;
+
+	memset(&r, 0, sizeof(r));
+	r.time_us = 1790000000000000;
+	snprintf(r.tenant_id, sizeof(r.tenant_id), "default");
+	snprintf(r.sandbox_id, sizeof(r.sandbox_id), "%s", f->sbx);
+	snprintf(r.host, sizeof(r.host), "many.example");
+	r.port = 443;
+	r.scheme = STORE_AUDIT_HTTPS;
+	r.status = 200;
+	r.action = STORE_AUDIT_ALLOW;
+	assert_int_equal(audit_writer_open(f->state_dir, NULL, &w, f->err, sizeof(f->err)), 0);
+	for (size_t i = 0; i < total; i++)
+		assert_int_equal(audit_submit(w, &r, NULL, NULL), 0);
+	audit_writer_close(w); /* commits what is queued: ids 1..total */
+
+	replay(f, "after=0", &text, &ids, &n);
+	assert_int_equal(n, CONTROL_API_TAIL_REPLAY_MAX);
+	assert_int_equal(ids[0], 6);
+	assert_int_equal(ids[n - 1], (int64_t)total);
+	for (size_t i = 1; i < n; i++)
+		assert_true(ids[i] > ids[i - 1]);
+	/* The notice first, naming the id it could not replay from. */
+	assert_true(starts_with(text, "{\"notice\":\"tail_gap\","));
+	assert_non_null(strstr(text, "after row 0"));
+	first = strchr(text, '\n') + 1;
+	assert_true(starts_with(first, "{\"id\":6,"));
+	free(text);
+	free(ids);
+
+	/* Exactly the cap after the id: all of them, no notice. */
+	replay(f, "after=5", &text, &ids, &n);
+	assert_int_equal(n, CONTROL_API_TAIL_REPLAY_MAX);
+	assert_int_equal(ids[0], 6);
+	assert_null(strstr(text, "notice"));
+	free(text);
+	free(ids);
+}
+
 static void test_no_response_of_the_run_held_a_secret_value(void **state)
 {
 	(void)state;
@@ -1670,6 +1823,9 @@ int main(void)
 		T(test_audit_verify_counts_completions_and_is_admin_only),
 		T(test_audit_export_carries_the_merged_row),
 		T(test_audit_tail_hands_the_validated_filter_to_the_server),
+		T(test_audit_tail_after_is_a_row_id),
+		T(test_audit_tail_replays_the_rows_after_the_id_oldest_first),
+		T(test_audit_tail_replay_keeps_the_newest_rows_and_says_so),
 		cmocka_unit_test(test_no_response_of_the_run_held_a_secret_value),
 #undef T
 	};
