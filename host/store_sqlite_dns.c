@@ -20,8 +20,8 @@ _Static_assert((int)DM__COUNT <= (int)STORE_SQLITE_SLOTS_DNS_N, "dns map stateme
 static const char *const dm_sql[DM__COUNT] = {
 	/* The sandbox must exist in the same statement: no foreign key, and
 	 * no orphan row from a mapping that races the sandbox's deletion. */
-	[DM_INSERT] = "INSERT INTO dns_map (sandbox_id, addr, name)"
-		" SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM tenancy_sandboxes WHERE id = ?1)",
+	[DM_INSERT] = ("INSERT INTO dns_map (sandbox_id, addr, name)"
+		       " SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM tenancy_sandboxes WHERE id = ?1)"),
 	[DM_LIST] = "SELECT addr, name FROM dns_map WHERE sandbox_id = ?1 ORDER BY addr LIMIT ?2",
 	[DM_DELETE_SANDBOX] = "DELETE FROM dns_map WHERE sandbox_id = ?1",
 };
