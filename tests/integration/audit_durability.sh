@@ -172,7 +172,11 @@ pass "SIGKILL with $((N - at_kill)) of $N requests in flight; ${#responded[@]} g
 # --- Restart on the same state; every relayed response has its row -------------------
 start_broker
 db=$dir/state/state.db
-q() { sqlite3 -readonly "file:$db?mode=ro" "$1"; }
+q() { sqlite3 -readonly -cmd '.timeout 5000' "file:$db?mode=ro" "$1"; }
+# With no broker running a read-only connection cannot run WAL recovery
+# itself (seen once as "database is locked" right after a SIGTERM): read
+# with an ordinary connection then.
+q_stopped() { sqlite3 -cmd '.timeout 5000' "$db" "$1"; }
 # One query: the markers that have a row (paths are /d/I?n=I, not redacted).
 q "SELECT path FROM audit_rows WHERE sandbox_id = '$sbx' AND host = 'api.openai.test'
 	AND action = 'allow' AND secrets_swapped = 'openai_key' AND path GLOB '/d/*'" \
@@ -217,8 +221,8 @@ wait "$broker_pid" || fail "broker exited with status $? on SIGTERM"
 broker_pid=
 # Rows and completions are links of one chain (one id sequence): pruning takes a
 # prefix of it, the 50 newest rows stay, and so do the links after the oldest of them.
-last_link=$(q "SELECT max(id) FROM (SELECT id FROM audit_rows UNION ALL SELECT id FROM audit_completions)")
-first_kept=$(q "SELECT id FROM audit_rows ORDER BY id DESC LIMIT 1 OFFSET 49")
+last_link=$(q_stopped "SELECT max(id) FROM (SELECT id FROM audit_rows UNION ALL SELECT id FROM audit_completions)")
+first_kept=$(q_stopped "SELECT id FROM audit_rows ORDER BY id DESC LIMIT 1 OFFSET 49")
 start_broker --audit-max-rows 50
 pruned_to_50() { [ "$(q "SELECT count(*) FROM audit_rows")" = 50 ]; }
 wait_for 30 "the pruner to keep 50 rows" pruned_to_50

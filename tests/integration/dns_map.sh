@@ -74,7 +74,9 @@ fetch_at() {
 	gexec -- curl -s -o /dev/null -w '%{http_code}' --max-time 15 \
 		--resolve "$1:443:$2" "https://$1/" || true
 }
-rows() { sqlite3 -readonly "file:$dir/state/state.db?mode=ro" \
+# An ordinary connection: also used with the broker down (after SIGKILL),
+# when a read-only one cannot run WAL recovery itself.
+rows() { sqlite3 -cmd '.timeout 5000' "$dir/state/state.db" \
 	"SELECT count(*) FROM dns_map WHERE sandbox_id = '$sbx'"; }
 
 broker_up
